@@ -1,0 +1,68 @@
+"""The Accord Flask application."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from flask import Flask, g, request
+
+from portal.config import ROOT, load_config
+from portal.extensions import babel, csrf, db, limiter, login_manager, select_locale
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_relative_config=False,
+    )
+    app.config.update(load_config(config))
+    app.instance_path = app.config["INSTANCE_PATH"]
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("accord").setLevel(logging.INFO)
+
+    db.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    login_manager.init_app(app)
+
+    from portal import auth, errors, formatting, labels, public, staff
+    from portal.admin import admin_bp
+
+    app.register_blueprint(public.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(staff.bp)
+    app.register_blueprint(admin_bp)
+    errors.init_app(app)
+    formatting.init_app(app)
+    labels.init_app(app)
+    auth.init_login(app)
+
+    if app.config["BENCH_REFERENCE_ROUTE"]:
+        from portal import bench_reference
+
+        app.register_blueprint(bench_reference.bp)
+
+    from portal import cli
+
+    cli.init_app(app)
+
+    @app.before_request
+    def _request_id() -> None:
+        g.request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+
+    @app.after_request
+    def _headers(response: Any) -> Any:
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if request.blueprint in ("staff", "admin", "auth"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return app

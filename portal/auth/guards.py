@@ -1,0 +1,63 @@
+"""Who may reach a staff route: signed in, session fresh, role holds the route's permission.
+
+Every staff view declares its permission with ``@requires(...)``; the blueprint's
+``before_request`` refuses anything undeclared, so a new route cannot be left open.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import abort, current_app, flash, redirect, request, session, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, logout_user
+
+from portal.models import StaffUser
+from workflows.access import Permission
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def requires(permission: Permission) -> Callable[[F], F]:
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not current_user.can(permission):
+                abort(403)
+            return view(*args, **kwargs)
+
+        wrapper.required_permission = permission  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def end_session() -> None:
+    logout_user()
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang
+
+
+def guard_staff_request() -> Any:
+    """``before_request`` for staff blueprints."""
+    if not isinstance(current_user._get_current_object(), StaffUser):
+        return redirect(url_for("auth.staff_login", next=request.full_path.rstrip("?")))
+    now = time.time()
+    idle = current_app.config["STAFF_IDLE_MINUTES"] * 60
+    absolute = current_app.config["STAFF_ABSOLUTE_HOURS"] * 3600
+    if now - session.get("seen_at", 0) > idle or now - session.get("auth_at", 0) > absolute:
+        end_session()
+        flash(_("Your session has ended. Please sign in again."), "info")
+        return redirect(url_for("auth.staff_login"))
+    session["seen_at"] = int(now)
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is None:
+        return None  # 404/405 follow
+    if getattr(view, "required_permission", None) is None:
+        abort(403)
+    return None

@@ -1,0 +1,101 @@
+"""`flask --app wsgi …` commands: database, demo data, ledger checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+from alembic import command
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.migrations import alembic_config
+from portal.models import StaffUser
+from portal.services import demo as demo_service
+from portal.services import ledger as ledger_service
+from portal.services import staff as staff_service
+from workflows.errors import DomainError
+
+db_cli = AppGroup("db", help="Database schema (Alembic).")
+demo_cli = AppGroup("demo", help="Demo data for development.")
+ledger_cli = AppGroup("ledger", help="Ledger checks.")
+
+
+@db_cli.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Migrate the database to REVISION (default: the newest)."""
+    command.upgrade(alembic_config(current_app.config["DATABASE_URL"]), revision)
+
+
+@db_cli.command("revision")
+@click.option("-m", "--message", required=True)
+def db_revision(message: str) -> None:
+    """Write a new migration from the difference between the models and the database."""
+    command.revision(alembic_config(current_app.config["DATABASE_URL"]), message=message, autogenerate=True)
+
+
+@db_cli.command("current")
+def db_current() -> None:
+    command.current(alembic_config(current_app.config["DATABASE_URL"]))
+
+
+def _refuse_outside_development() -> None:
+    if current_app.config["ACCORD_ENV"] == "production":
+        raise click.ClickException("Demo commands are refused in production.")
+
+
+@demo_cli.command("seed")
+@click.option("--borrowers", default=300, show_default=True)
+def demo_seed(borrowers: int) -> None:
+    """Create the demo creditor, borrowers, accounts and staff (idempotent)."""
+    _refuse_outside_development()
+    with db.session_scope() as session:
+        result = demo_service.seed(
+            session, env=current_app.config["ACCORD_ENV"], today=dt.date.today(), borrowers=borrowers
+        )
+    click.echo(
+        f"Demo data: {result.borrowers_created} borrowers, {result.accounts_created} accounts, "
+        f"{result.staff_created} staff users created (existing ones kept)."
+    )
+    click.echo("Staff sign-in (password for all: %s):" % demo_service.DEMO_PASSWORD)
+    for role, email, _name in demo_service.DEMO_STAFF:
+        click.echo(f"  {role.value:<11} {email}")
+    click.echo("The 6-digit code: flask --app wsgi demo totp EMAIL")
+
+
+@demo_cli.command("totp")
+@click.argument("email")
+def demo_totp(email: str) -> None:
+    """Print a demo staff user's current sign-in code (development only)."""
+    _refuse_outside_development()
+    with db.session_scope() as session:
+        user = session.scalar(
+            select(StaffUser).where(StaffUser.email == staff_service.normalise_email(email))
+        )
+        if user is None:
+            raise click.ClickException(f"No staff user {email}.")
+        try:
+            click.echo(staff_service.current_totp(user))
+        except DomainError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@ledger_cli.command("verify")
+def ledger_verify() -> None:
+    """Prove every account's cached balance equals the sum of its ledger entries."""
+    with db.session_scope() as session:
+        problems = ledger_service.discrepancies(session)
+    if not problems:
+        click.echo("Ledger verified: every cached balance equals its ledger.")
+        return
+    for p in problems[:100]:
+        click.echo(f"account {p.account_id}: cached {p.cached} but ledger {p.ledger}", err=True)
+    raise click.ClickException(f"{len(problems)} account(s) differ from their ledger.")
+
+
+def init_app(app: Flask) -> None:
+    for group in (db_cli, demo_cli, ledger_cli):
+        app.cli.add_command(group)

@@ -1,0 +1,92 @@
+"""Settings from ``ACCORD_``-prefixed environment variables, with embedded defaults.
+
+Development needs nothing set: SQLite and Huey's SQLite store live under ``instance/``
+and a secret key is generated there once. Production refuses to start without an
+explicit ``ACCORD_SECRET_KEY``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_INSTANCE = ROOT / "instance"
+ENVIRONMENTS = ("development", "test", "production")
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a runnable Accord."""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(f"ACCORD_{name}")
+    return value if value not in (None, "") else default
+
+
+def _int(name: str, default: int) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"ACCORD_{name} must be an integer, not {raw!r}") from exc
+
+
+def _dev_secret_key(instance: Path) -> str:
+    """Generate the development secret once and keep it, so sessions survive restarts."""
+    path = instance / "secret_key"
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build the Flask config mapping from the environment, then apply ``overrides``."""
+    overrides = dict(overrides or {})
+    env = overrides.get("ACCORD_ENV") or _env("ENV", "development")
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"ACCORD_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+    instance = Path(overrides.get("INSTANCE_PATH") or _env("INSTANCE_PATH", str(DEFAULT_INSTANCE)))
+    redis_url = _env("REDIS_URL")
+
+    secret_key = overrides.get("SECRET_KEY") or _env("SECRET_KEY")
+    if not secret_key:
+        if env == "production":
+            raise ConfigError("ACCORD_SECRET_KEY must be set in production")
+        secret_key = _dev_secret_key(instance)
+
+    config: dict[str, Any] = {
+        "ACCORD_ENV": env,
+        "INSTANCE_PATH": str(instance),
+        "SECRET_KEY": secret_key,
+        "DATABASE_URL": _env("DATABASE_URL", f"sqlite:///{instance / 'accord.db'}"),
+        "REDIS_URL": redis_url,
+        "HUEY_SQLITE_PATH": _env("HUEY_SQLITE_PATH", str(instance / "huey.db")),
+        # Sessions live in a signed cookie, so any number of web hosts can serve.
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": env == "production",
+        "SESSION_COOKIE_NAME": "accord_session",
+        "STAFF_IDLE_MINUTES": _int("STAFF_IDLE_MINUTES", 30),
+        "STAFF_ABSOLUTE_HOURS": _int("STAFF_ABSOLUTE_HOURS", 12),
+        "REVEAL_MINUTES": _int("REVEAL_MINUTES", 5),
+        "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
+        "RATELIMIT_STORAGE_URI": _env("RATELIMIT_STORAGE_URI", redis_url or "memory://"),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "SIGNIN_RATE_LIMIT": _env("SIGNIN_RATE_LIMIT", "10 per minute;50 per hour"),
+        "BABEL_DEFAULT_LOCALE": "zh_Hans_CN",
+        "BABEL_DEFAULT_TIMEZONE": "UTC",
+        "BABEL_TRANSLATION_DIRECTORIES": str(ROOT / "translations"),
+        "LANGUAGES": ("zh_Hans_CN", "en"),
+        "BENCH_REFERENCE_ROUTE": _env("BENCH_REFERENCE_ROUTE") == "1",
+        "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+    }
+    config.update(overrides)
+    return config

@@ -1,0 +1,86 @@
+"""Friendly error pages, and domain errors turned into sentences in the user's language."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, g, render_template
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from workflows.errors import DomainError
+
+log = logging.getLogger("accord")
+
+# One translated sentence per DomainError code a user can cause.
+MESSAGES = {
+    "email_invalid": _l("Enter a valid e-mail address."),
+    "email_taken": _l("A staff user with this e-mail already exists."),
+    "name_invalid": _l("Enter a name of 1 to 200 characters."),
+    "role_invalid": _l("Choose one of the listed roles."),
+    "password_length": _l("The password must have %(min)s to %(max)s characters."),
+    "cannot_disable_self": _l("You cannot disable your own account."),
+    "query_too_long": _l("Search for at most %(max)s characters."),
+    "not_allowed": _l("Your role may not do this."),
+    "amount_invalid": _l("Enter an amount such as 1234.50."),
+    "amount_too_precise": _l("The amount has too many decimal places."),
+    "amount_negative": _l("The amount cannot be negative."),
+}
+
+
+def user_message(error: DomainError) -> str:
+    template = MESSAGES.get(error.code)
+    if template is None:
+        log.warning("no translated message for domain error %s", error.code)
+        return _("This request could not be completed.")
+    return str(template) % error.params if error.params else str(template)
+
+
+TITLES = {
+    400: _l("This request could not be understood"),
+    403: _l("You may not open this page"),
+    404: _l("Page not found"),
+    405: _l("This action is not available here"),
+    413: _l("The upload is too large"),
+    429: _l("Too many attempts"),
+}
+DETAILS = {
+    400: _l("Please go back, reload the page and try again."),
+    403: _l("Your role does not give access to this page."),
+    404: _l("The address may be mistyped, or the page no longer exists."),
+    429: _l("Please wait a few minutes before trying again."),
+}
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(_exc: CSRFError) -> Any:
+        return render_template(
+            "error.html",
+            title=_("This form has expired"),
+            detail=_("Please go back, reload the page and submit the form again."),
+        ), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        code = exc.code or 500
+        if code >= 500:
+            return internal_error(exc)
+        return render_template(
+            "error.html",
+            title=TITLES.get(code, exc.name),
+            detail=DETAILS.get(code, ""),
+        ), code
+
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception) -> Any:
+        log.exception("unhandled error, request id %s", g.get("request_id"), exc_info=exc)
+        return render_template(
+            "error.html",
+            title=_("Something went wrong on our side"),
+            detail=_("We have logged it. Please try again in a few minutes."),
+            request_id=g.get("request_id"),
+        ), 500

@@ -1,0 +1,17 @@
+"""SQLAlchemy models, grouped by area. Importing this package registers every table."""
+
+from portal.models.accounts import Account, LedgerEntry
+from portal.models.audit import AuditEvent
+from portal.models.parties import Borrower, Creditor
+from portal.models.policy import PolicyVersion
+from portal.models.staff import StaffUser
+
+__all__ = [
+    "Account",
+    "AuditEvent",
+    "Borrower",
+    "Creditor",
+    "LedgerEntry",
+    "PolicyVersion",
+    "StaffUser",
+]

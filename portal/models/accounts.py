@@ -1,0 +1,110 @@
+"""Accounts (one debt each) and the append-only ledger that alone changes their balances."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.db import Base, utcnow
+from portal.models._types import BigId, one_of
+from workflows.ledger import EntryKind
+from workflows.money import CURRENCY_EXPONENTS, Component
+from workflows.policy import Stage
+
+if TYPE_CHECKING:
+    from portal.models.parties import Borrower, Creditor
+
+PRODUCT_TYPES = ("loan", "credit_card")
+ACCOUNT_STATUSES = ("open", "closed", "recalled")
+ACTOR_TYPES = ("staff", "borrower", "system")
+
+
+class Account(Base):
+    __tablename__ = "account"
+    __table_args__ = (
+        UniqueConstraint("creditor_id", "external_reference"),
+        one_of("product_type", PRODUCT_TYPES, "product_type"),
+        one_of("status", ACCOUNT_STATUSES, "status"),
+        one_of("stage", [s.value for s in Stage], "stage"),
+        one_of("currency", sorted(CURRENCY_EXPONENTS), "currency"),
+        CheckConstraint("principal_balance >= 0", name="principal_not_negative"),
+        CheckConstraint("interest_balance >= 0", name="interest_not_negative"),
+        CheckConstraint("fees_balance >= 0", name="fees_not_negative"),
+        CheckConstraint("dpd >= 0", name="dpd_not_negative"),
+        CheckConstraint("annual_rate_bp >= 0", name="rate_not_negative"),
+        Index("ix_account_stage_dpd", "stage", "dpd"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    creditor_id: Mapped[int] = mapped_column(ForeignKey("creditor.id"))
+    borrower_id: Mapped[int] = mapped_column(ForeignKey("borrower.id"), index=True)
+    external_reference: Mapped[str] = mapped_column(String(64), index=True)
+    product_type: Mapped[str] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(String(3))
+    # Basis points: 1850 is 18.50 % a year. An integer, like every amount.
+    annual_rate_bp: Mapped[int]
+    opened_on: Mapped[dt.date] = mapped_column(Date)
+    oldest_unpaid_due_on: Mapped[dt.date | None] = mapped_column(Date)
+    # Cached sums of the ledger, per component; `flask ledger verify` proves them.
+    principal_balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    interest_balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    fees_balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    dpd: Mapped[int] = mapped_column(default=0)
+    stage: Mapped[str] = mapped_column(String(16), default=Stage.CURRENT.value)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    creditor: Mapped[Creditor] = relationship()
+    borrower: Mapped[Borrower] = relationship(back_populates="accounts")
+
+    def balances(self) -> dict[Component, int]:
+        return {
+            Component.PRINCIPAL: self.principal_balance,
+            Component.INTEREST: self.interest_balance,
+            Component.FEES: self.fees_balance,
+        }
+
+    def set_balances(self, balances: dict[Component, int]) -> None:
+        self.principal_balance = balances[Component.PRINCIPAL]
+        self.interest_balance = balances[Component.INTEREST]
+        self.fees_balance = balances[Component.FEES]
+
+    @property
+    def total_balance(self) -> int:
+        return self.principal_balance + self.interest_balance + self.fees_balance
+
+
+class LedgerEntry(Base):
+    """One signed amount on one component. Rows are inserted, never updated or deleted."""
+
+    __tablename__ = "ledger_entry"
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        one_of("component", [c.value for c in Component], "component"),
+        one_of("kind", [k.value for k in EntryKind], "kind"),
+        one_of("actor_type", ACTOR_TYPES, "actor_type"),
+        Index("ix_ledger_entry_account_posted", "account_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"))
+    component: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    # What caused it, as "<type>:<id>" (e.g. "placement:LN-1", "payment:pi_…", "demo:seed").
+    cause: Mapped[str] = mapped_column(String(120))
+    memo: Mapped[str | None] = mapped_column(String(200))
+    actor_type: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[int | None]
+    effective_on: Mapped[dt.date] = mapped_column(Date)
+    posted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    account: Mapped[Account] = relationship()
+

@@ -1,0 +1,63 @@
+"""Creditors and the borrowers who owe them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.db import Base, utcnow
+from portal.models._types import one_of
+
+if TYPE_CHECKING:
+    from portal.models.accounts import Account
+
+BORROWER_KINDS = ("person", "business")
+LANGUAGES = ("zh_Hans_CN", "en")
+
+
+class Creditor(Base):
+    __tablename__ = "creditor"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Borrower(Base):
+    """A person, or a business with the person who acts for it (``full_name``)."""
+
+    __tablename__ = "borrower"
+    __table_args__ = (
+        one_of("kind", BORROWER_KINDS, "kind"),
+        one_of("language", LANGUAGES, "language"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="person")
+    full_name: Mapped[str] = mapped_column(String(200), index=True)
+    company_name: Mapped[str | None] = mapped_column(String(200))
+    registration_number: Mapped[str | None] = mapped_column(String(64))
+    date_of_birth: Mapped[dt.date | None]
+    national_id: Mapped[str | None] = mapped_column(String(64))
+    phone: Mapped[str | None] = mapped_column(String(32), index=True)
+    email: Mapped[str | None] = mapped_column(String(254))
+    language: Mapped[str] = mapped_column(String(16), default="zh_Hans_CN")
+    time_zone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    address_line1: Mapped[str | None] = mapped_column(String(200))
+    address_line2: Mapped[str | None] = mapped_column(String(200))
+    city: Mapped[str | None] = mapped_column(String(100))
+    region: Mapped[str | None] = mapped_column(String(100))
+    postal_code: Mapped[str | None] = mapped_column(String(20))
+    country: Mapped[str] = mapped_column(String(2), default="CN")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    accounts: Mapped[list[Account]] = relationship(back_populates="borrower")
+
+    @property
+    def display_name(self) -> str:
+        return self.company_name or self.full_name
+

@@ -1,0 +1,105 @@
+"""What staff look up: accounts by reference, name or phone; an account's statement."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session, joinedload
+
+from portal.models import Account, Borrower, LedgerEntry
+from portal.services import audit
+from portal.services.audit import Actor
+from workflows.access import Permission, can
+from workflows.errors import DomainError
+
+SEARCH_LIMIT = 50
+STATEMENT_PAGE = 50
+MAX_QUERY = 100
+
+
+def search(session: Session, query: str) -> list[Account]:
+    """Accounts whose reference, borrower name or phone starts with ``query`` (at most 50)."""
+    query = query.strip()
+    if not query:
+        return []
+    if len(query) > MAX_QUERY:
+        raise DomainError("query_too_long", "Search for at most {max} characters.", max=MAX_QUERY)
+    pattern = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    conditions = [
+        Account.external_reference.ilike(pattern, escape="\\"),
+        Borrower.full_name.ilike(pattern, escape="\\"),
+        Borrower.company_name.ilike(pattern, escape="\\"),
+    ]
+    digits = re.sub(r"[\s\-()]", "", query)
+    if re.fullmatch(r"\+?\d{4,20}", digits):
+        # Phones are stored in E.164; accept them typed with or without the country code.
+        conditions.append(Borrower.phone.like(f"%{digits.lstrip('+')}"))
+    stmt = (
+        select(Account)
+        .join(Account.borrower)
+        .options(joinedload(Account.borrower))
+        .where(or_(*conditions))
+        .order_by(Account.external_reference)
+        .limit(SEARCH_LIMIT)
+    )
+    return list(session.scalars(stmt))
+
+
+def get_account(session: Session, account_id: int) -> Account | None:
+    stmt = (
+        select(Account)
+        .options(joinedload(Account.borrower), joinedload(Account.creditor))
+        .where(Account.id == account_id)
+    )
+    return session.scalar(stmt)
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    entry: LedgerEntry
+    balance_after: int  # the account's total balance right after this entry
+
+
+@dataclass(frozen=True)
+class Statement:
+    lines: list[StatementLine]
+    older_than: int | None  # the id to pass for the next (older) page, if any
+
+
+def statement(session: Session, account: Account, before_id: int | None = None) -> Statement:
+    """The ledger newest first with the running total balance, a page at a time."""
+    stmt = select(LedgerEntry).where(LedgerEntry.account_id == account.id)
+    newer = 0
+    if before_id is not None:
+        stmt = stmt.where(LedgerEntry.id < before_id)
+        newer = session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+                LedgerEntry.account_id == account.id, LedgerEntry.id >= before_id
+            )
+        ) or 0
+    entries = list(session.scalars(stmt.order_by(LedgerEntry.id.desc()).limit(STATEMENT_PAGE + 1)))
+    has_more = len(entries) > STATEMENT_PAGE
+    entries = entries[:STATEMENT_PAGE]
+    balance = account.total_balance - newer
+    lines = []
+    for entry in entries:
+        lines.append(StatementLine(entry, balance))
+        balance -= entry.amount
+    return Statement(lines, entries[-1].id if has_more and entries else None)
+
+
+def reveal_personal_data(session: Session, actor: Actor, role: str, borrower_id: int) -> Borrower:
+    """Show a borrower's unmasked personal data to a role allowed to see it, and audit it."""
+    if not can(role, Permission.REVEAL_PERSONAL_DATA):
+        raise DomainError("not_allowed", "Your role may not do this.")
+    borrower = session.get(Borrower, borrower_id)
+    if borrower is None:
+        raise DomainError("borrower_not_found", "No such borrower.")
+    audit.record(
+        session, actor, "borrower.personal_data_revealed", "borrower", borrower.id,
+        after={"fields": ["date_of_birth", "phone", "email", "national_id", "address"]},
+    )
+    session.commit()
+    return borrower

@@ -1,0 +1,262 @@
+"""Demo data for development: a creditor, ~300 borrowers with realistic accounts, one staff user per role.
+
+Deterministic (seeded Faker) and idempotent: re-running adds only what is missing. Every
+balance is built through the ledger service, so `flask ledger verify` holds on demo data too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+
+import pyotp
+from faker import Faker
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from portal.models import Account, Borrower, Creditor, StaffUser
+from portal.services import audit, ledger
+from portal.services import policy as policy_service
+from portal.services.audit import SYSTEM
+from portal.services.staff import hash_password
+from workflows.access import Role
+from workflows.delinquency import days_past_due, stage_for
+from workflows.ledger import EntryKind, Posting
+from workflows.money import Component, allocate, round_half_even
+from workflows.policy import Policy, Stage
+
+DEMO_CREDITOR = "DEMO"
+DEMO_PASSWORD = "accord-demo-2026"
+DEMO_STAFF = [
+    (Role.AGENT, "agent@demo.accord.example", "王协商 Wang Xieshang"),
+    (Role.SUPERVISOR, "supervisor@demo.accord.example", "李主管 Li Zhuguan"),
+    (Role.COLLECTOR, "collector@demo.accord.example", "赵催收 Zhao Cuishou"),
+    (Role.FINANCE, "finance@demo.accord.example", "陈财务 Chen Caiwu"),
+    (Role.ADMIN, "admin@demo.accord.example", "周管理 Zhou Guanli"),
+]
+# Share of accounts per stage, and the days-past-due range each stage draws from.
+STAGE_MIX = [
+    (Stage.CURRENT, 0.12, (0, 0)),
+    (Stage.EARLY, 0.30, (1, 30)),
+    (Stage.MID, 0.25, (31, 90)),
+    (Stage.LATE, 0.23, (91, 179)),
+    (Stage.LEGAL, 0.10, (120, 179)),
+]
+
+
+class DemoRefused(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    borrowers_created: int
+    accounts_created: int
+    staff_created: int
+
+
+def seed(session: Session, *, env: str, today: dt.date, borrowers: int = 300) -> SeedResult:
+    if env == "production":
+        raise DemoRefused("Demo data is refused in production.")
+    policy = policy_service.current(session, today)
+    creditor = session.scalar(select(Creditor).where(Creditor.code == DEMO_CREDITOR))
+    if creditor is None:
+        creditor = Creditor(code=DEMO_CREDITOR, name="示范银行 Demo Bank")
+        session.add(creditor)
+        session.flush()
+    existing = set(
+        session.scalars(select(Account.external_reference).where(Account.creditor_id == creditor.id))
+    )
+    fakers = {"zh_Hans_CN": Faker("zh_CN"), "en": Faker("en_US")}
+    for i, f in enumerate(fakers.values()):
+        f.seed_instance(2026 + i)
+    rng = random.Random(2026)
+    made_borrowers = made_accounts = 0
+    for n in range(1, borrowers + 1):
+        plan = _plan_borrower(rng, n, today)  # drawn even when skipped, so data stays the same
+        language = "zh_Hans_CN" if n % 4 else "en"
+        fake = fakers[language]
+        profile = _profile(fake, rng, language, n)
+        refs = [a["reference"] for a in plan]
+        if all(ref in existing for ref in refs):
+            continue
+        borrower = Borrower(**profile)
+        session.add(borrower)
+        session.flush()
+        audit.record(session, SYSTEM, "borrower.created", "borrower", borrower.id, after={"source": "demo"})
+        made_borrowers += 1
+        for spec in plan:
+            if spec["reference"] in existing:
+                continue
+            _create_account(session, creditor, borrower, spec, policy, today)
+            made_accounts += 1
+        session.commit()
+    staff_created = _seed_staff(session)
+    session.commit()
+    return SeedResult(made_borrowers, made_accounts, staff_created)
+
+
+def _profile(fake: Faker, rng: random.Random, language: str, n: int) -> dict[str, object]:
+    born = fake.date_of_birth(minimum_age=21, maximum_age=70)
+    if language == "en":
+        phone = f"+1{rng.randint(201, 989)}{rng.randint(2000000, 9999999)}"
+        tz, country = "America/New_York", "US"
+    else:
+        phone = f"+86{rng.choice(['138', '139', '150', '186', '177'])}{rng.randint(10000000, 99999999)}"
+        tz, country = "Asia/Shanghai", "CN"
+    business = n % 25 == 0
+    return {
+        "kind": "business" if business else "person",
+        "full_name": fake.name(),
+        "company_name": fake.company() if business else None,
+        "registration_number": f"91310000{rng.randint(10**9, 10**10 - 1)}" if business else None,
+        "date_of_birth": born,
+        "national_id": f"{rng.randint(110000, 659000)}{born:%Y%m%d}{rng.randint(1000, 9999)}"
+        if language != "en"
+        else f"{rng.randint(100, 899)}-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}",
+        "phone": phone,
+        "email": fake.email(),
+        "language": language,
+        "time_zone": tz,
+        "address_line1": fake.street_address(),
+        "city": fake.city(),
+        "postal_code": fake.postcode(),
+        "country": country,
+    }
+
+
+def _plan_borrower(rng: random.Random, n: int, today: dt.date) -> list[dict[str, object]]:
+    count = 2 if rng.random() < 0.15 else 1
+    specs = []
+    for k in range(count):
+        roll, acc = rng.random(), 0.0
+        stage, low, high = STAGE_MIX[-1][0], *STAGE_MIX[-1][2]
+        for candidate, share, (lo, hi) in STAGE_MIX:
+            acc += share
+            if roll < acc:
+                stage, low, high = candidate, lo, hi
+                break
+        card = rng.random() < 0.4
+        principal = rng.randrange(300_00, 60_000_00, 100) if card else rng.randrange(5_000_00, 200_000_00, 100)
+        specs.append(
+            {
+                "reference": f"{'CC' if card else 'LN'}-{n:05d}-{k + 1}",
+                "product_type": "credit_card" if card else "loan",
+                "principal": principal,
+                "rate_bp": rng.choice([1490, 1825, 2400]) if card else rng.choice([690, 980, 1540]),
+                "dpd": rng.randint(low, high),
+                "stage": stage,
+                "age_months": rng.randint(8, 48),
+                "payments": rng.randint(0, 4),
+            }
+        )
+    return specs
+
+
+def _months_back(day: dt.date, months: int) -> dt.date:
+    month_index = day.year * 12 + day.month - 1 - months
+    return dt.date(month_index // 12, month_index % 12 + 1, min(day.day, 28))
+
+
+def _create_account(
+    session: Session,
+    creditor: Creditor,
+    borrower: Borrower,
+    spec: dict[str, object],
+    policy: Policy,
+    today: dt.date,
+) -> Account:
+    dpd = int(spec["dpd"])  # type: ignore[call-overload]
+    principal = int(spec["principal"])  # type: ignore[call-overload]
+    rate_bp = int(spec["rate_bp"])  # type: ignore[call-overload]
+    opened = _months_back(today, int(spec["age_months"]))  # type: ignore[call-overload]
+    oldest_unpaid = today - dt.timedelta(days=dpd) if dpd else None
+    account = Account(
+        creditor_id=creditor.id,
+        borrower_id=borrower.id,
+        external_reference=str(spec["reference"]),
+        product_type=str(spec["product_type"]),
+        currency="CNY" if borrower.language != "en" else "USD",
+        annual_rate_bp=rate_bp,
+        opened_on=opened,
+        oldest_unpaid_due_on=oldest_unpaid,
+    )
+    session.add(account)
+    session.flush()
+    audit.record(
+        session, SYSTEM, "account.created", "account", account.id,
+        after={"external_reference": account.external_reference, "source": "demo"},
+    )
+    cause = f"demo:{account.external_reference}"
+    ledger.post(
+        session, account, EntryKind.CHARGE, [Posting(Component.PRINCIPAL, principal)],
+        cause=cause, actor=SYSTEM, effective_on=opened, memo="Balance at placement",
+    )
+    # Monthly interest on the outstanding principal since the oldest unpaid due date,
+    # at least one month, so overdue accounts carry the interest that made them overdue.
+    months = max(1, dpd // 30 + 1) if dpd else 1
+    for m in range(months, 0, -1):
+        interest = round_half_even(account.principal_balance * rate_bp, 12 * 10_000)
+        ledger.post(
+            session, account, EntryKind.INTEREST, [Posting(Component.INTEREST, interest)],
+            cause=cause, actor=SYSTEM, effective_on=_months_back(today, m - 1), memo="Monthly interest",
+        )
+    # Late fees: one per missed month past the grace days, up to the policy's cap.
+    fee = policy.late_fee_amount.get(account.currency, 0)
+    cap = policy.late_fee_cap_per_account.get(account.currency, 0)
+    charged = 0
+    for m in range(dpd // 30 + (1 if dpd > policy.late_fee_grace_days else 0)):
+        if fee == 0 or charged + fee > cap:
+            break
+        ledger.post(
+            session, account, EntryKind.FEE, [Posting(Component.FEES, fee)],
+            cause=cause, actor=SYSTEM,
+            effective_on=(oldest_unpaid or today) + dt.timedelta(days=policy.late_fee_grace_days + 30 * m),
+            memo="Late fee",
+        )
+        charged += fee
+    # Some partial payments in the past, allocated by the default waterfall.
+    for p in range(int(spec["payments"])):  # type: ignore[call-overload]
+        amount = round_half_even(account.total_balance, 20 + 10 * p)
+        allocation = allocate(amount, account.balances())
+        postings = [Posting(c, -v) for c, v in allocation.applied.items() if v]
+        if postings:
+            ledger.post(
+                session, account, EntryKind.PAYMENT, postings, cause=cause, actor=SYSTEM,
+                effective_on=(oldest_unpaid or today) - dt.timedelta(days=10 + 30 * p), memo="Payment",
+            )
+    before = audit.snapshot(account, ("dpd", "stage"))
+    account.dpd = days_past_due(oldest_unpaid, today)
+    account.stage = stage_for(account.dpd, policy, referred_to_legal=spec["stage"] == Stage.LEGAL).value
+    audit.record(
+        session, SYSTEM, "account.stage_set", "account", account.id,
+        before=before, after=audit.snapshot(account, ("dpd", "stage")),
+    )
+    return account
+
+
+def _seed_staff(session: Session) -> int:
+    created = 0
+    password_hash = None
+    for role, email, name in DEMO_STAFF:
+        if session.scalar(select(StaffUser.id).where(StaffUser.email == email)) is not None:
+            continue
+        password_hash = password_hash or hash_password(DEMO_PASSWORD)
+        # Enrolled already: `flask demo totp EMAIL` prints the code an authenticator would show.
+        user = StaffUser(
+            email=email,
+            full_name=name,
+            role=role.value,
+            password_hash=password_hash,
+            totp_secret=pyotp.random_base32(),
+            totp_confirmed_at=dt.datetime.now(dt.UTC),
+        )
+        session.add(user)
+        session.flush()
+        audit.record(
+            session, SYSTEM, "staff.created", "staff_user", user.id,
+            after={"email": email, "role": role.value, "source": "demo"},
+        )
+        created += 1
+    return created
