@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, g, has_app_context
+from flask import Flask, current_app, g, has_app_context
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -83,31 +84,40 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
+@dataclass
+class _Bound:
+    """One app's engine and session factory (each app has its own: tests build several)."""
+
+    engine: Engine
+    session_factory: sessionmaker[Session]
+
+
 class Database:
     """The Flask extension: ``db.session`` is this request's (or app context's) session."""
 
-    def __init__(self) -> None:
-        self.engine: Engine | None = None
-        self.session_factory: sessionmaker[Session] | None = None
-
     def init_app(self, app: Flask) -> None:
-        self.engine = make_engine(app.config["DATABASE_URL"])
-        self.session_factory = sessionmaker(bind=self.engine, expire_on_commit=False)
-        app.extensions["accord_db"] = self
+        engine = make_engine(app.config["DATABASE_URL"])
+        app.extensions["accord_db"] = _Bound(engine, sessionmaker(bind=engine, expire_on_commit=False))
         app.teardown_appcontext(self._remove_session)
 
-    def bind_to(self, connection: Any) -> None:
-        """Tests: run every session inside ``connection``'s outer transaction (rolled back)."""
-        self.session_factory = sessionmaker(
-            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
-        )
+    @staticmethod
+    def bound(app: Flask | None = None) -> _Bound:
+        bound: _Bound = (app or current_app).extensions["accord_db"]
+        return bound
+
+    @property
+    def engine(self) -> Engine:
+        return self.bound().engine
+
+    @property
+    def session_factory(self) -> sessionmaker[Session]:
+        return self.bound().session_factory
 
     @property
     def session(self) -> Session:
         if not has_app_context():
             raise RuntimeError("db.session needs an app context; use db.session_scope()")
         if "db_session" not in g:
-            assert self.session_factory is not None, "Database.init_app was not called"
             g.db_session = self.session_factory()
         session: Session = g.db_session
         return session
@@ -115,7 +125,6 @@ class Database:
     @contextmanager
     def session_scope(self) -> Iterator[Session]:
         """A session for a task or a command; rolled back unless a service committed."""
-        assert self.session_factory is not None
         session = self.session_factory()
         try:
             yield session

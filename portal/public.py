@@ -42,7 +42,7 @@ def healthz() -> Any:
 def readyz() -> Any:
     """Readiness: the database answers and its schema is at the newest migration."""
     try:
-        with db.engine.connect() as conn:  # type: ignore[union-attr]
+        with db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
             current = MigrationContext.configure(conn).get_current_heads()
     except Exception:  # noqa: BLE001 - any failure means "not ready"

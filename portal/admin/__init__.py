@@ -11,6 +11,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import PasswordField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from portal.auth.guards import guard_staff_request, requires
@@ -30,16 +31,12 @@ admin_bp.before_request(guard_staff_request)
 class StaffForm(FlaskForm):
     email = StringField(_l("E-mail"), validators=[DataRequired(), Length(max=254)])
     full_name = StringField(_l("Full name"), validators=[DataRequired(), Length(max=200)])
-    role = SelectField(_l("Role"), choices=[(r.value, label) for r, label in ROLES.items()])
+    role = SelectField(_l("Role"), choices=[SelectChoice(r.value, label) for r, label in ROLES.items()])
     password = PasswordField(
         _l("Initial password"),
         validators=[DataRequired(), Length(min=staff_service.MIN_PASSWORD_LENGTH, max=256)],
         description=_l("At least 12 characters. The user sets up an authenticator at first sign-in."),
     )
-
-
-class ConfirmForm(FlaskForm):
-    """A bare form: the CSRF token for one-button actions."""
 
 
 @admin_bp.route("/staff", methods=["GET", "POST"])
@@ -63,15 +60,13 @@ def staff_list() -> Any:
             return redirect(url_for("admin.staff_list"))
     users = db.session.scalars(select(StaffUser).order_by(StaffUser.role, StaffUser.email)).all()
     return render_template(
-        "admin/staff.html", form=form, users=users, action_form=ConfirmForm()
+        "admin/staff.html", form=form, users=users
     )
 
 
 @admin_bp.post("/staff/<int:user_id>/reset-totp")
 @requires(Permission.MANAGE_STAFF)
 def reset_totp(user_id: int) -> Any:
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
     try:
         user = staff_service.reset_totp(db.session, Actor.staff(current_user), user_id)
     except DomainError:

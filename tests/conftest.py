@@ -1,0 +1,128 @@
+"""Fixtures: a migrated database (SQLite, or PostgreSQL from ACCORD_TEST_DATABASE_URL), the app,
+a transaction per test that is rolled back, a client, and signed-in staff of each role."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from portal import create_app
+from portal.extensions import db
+from portal.migrations import alembic_config
+from portal.models import StaffUser
+from tests import factories
+from workflows.access import Role
+
+
+def _prepare_postgres(url: str) -> None:
+    """Create the test database if needed and empty it, so migrations start from nothing."""
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database})
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+    admin.dispose()
+    engine = create_engine(target, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("ACCORD_TEST_DATABASE_URL")
+    if url:
+        _prepare_postgres(url)
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'accord-test.db'}"
+    command.upgrade(alembic_config(url), "head")
+    return url
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Flask:
+    return create_app(
+        {
+            "ACCORD_ENV": "test",
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": "test-secret-key",
+            "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
+            "WTF_CSRF_ENABLED": False,
+            "SIGNIN_RATE_LIMIT": "1000 per minute",
+            "TESTING": True,
+        }
+    )
+
+
+@pytest.fixture
+def session(app: Flask) -> Iterator[Session]:
+    """Everything a test does, requests included, happens in one transaction rolled back at the end."""
+    bound = db.bound(app)
+    original = bound.session_factory
+    connection = bound.engine.connect()
+    transaction = connection.begin()
+    bound.session_factory = sessionmaker(
+        bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    )
+    test_session = bound.session_factory()
+    try:
+        yield test_session
+    finally:
+        test_session.close()
+        transaction.rollback()
+        connection.close()
+        bound.session_factory = original
+
+
+@pytest.fixture
+def client(app: Flask, session: Session) -> FlaskClient:
+    """A browser that prefers English (the default locale is Chinese; test_i18n covers it)."""
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return client
+
+
+def sign_in(client: FlaskClient, user: StaffUser) -> FlaskClient:
+    """Put a signed-in staff session in the client's cookie (the real flow is tested in test_staff_auth)."""
+    with client.session_transaction() as sess:
+        sess["_user_id"] = user.get_id()
+        sess["_fresh"] = True
+        sess["auth_at"] = sess["seen_at"] = int(time.time())
+    return client
+
+
+@pytest.fixture
+def staff_of(session: Session):  # type: ignore[no-untyped-def]
+    """``staff_of(Role.AGENT)`` → an enrolled, active staff user of that role."""
+
+    def make(role: Role) -> StaffUser:
+        return factories.staff(session, role=role)
+
+    return make
+
+
+@pytest.fixture
+def signed_in(client: FlaskClient, staff_of):  # type: ignore[no-untyped-def]
+    """``signed_in(Role.AGENT)`` → the client, signed in as a new user of that role."""
+
+    def make(role: Role) -> FlaskClient:
+        return sign_in(client, staff_of(role))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent

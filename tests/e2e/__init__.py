@@ -1,0 +1,1 @@
+"""Browser tests: the real app on a local port, driven by Debian's Chromium through Playwright."""

@@ -1,0 +1,55 @@
+"""The models and the migrations agree, and the migrations run both ways on this database."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from portal.db import Base, make_engine
+from portal.migrations import alembic_config
+
+
+def test_autogenerate_finds_no_difference_between_models_and_migrations(database_url: str) -> None:
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(context, Base.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_the_database_is_at_the_single_head(database_url: str) -> None:
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert len(heads) == 1, "migrations have branched: merge them"
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        assert set(MigrationContext.configure(conn).get_current_heads()) == set(heads)
+    engine.dispose()
+
+
+def test_migrations_downgrade_to_nothing_and_upgrade_again(database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        scratch = f"sqlite:///{tmp_path / 'scratch.db'}"
+    else:
+        name = f"{url.database}_migrations"
+        admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        scratch = url.set(database=name).render_as_string(hide_password=False)
+    cfg = alembic_config(scratch)
+    command.upgrade(cfg, "head")
+    command.downgrade(cfg, "base")
+    engine = make_engine(scratch)
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    engine.dispose()
+    command.upgrade(cfg, "head")
+    engine = make_engine(scratch)
+    assert "ledger_entry" in inspect(engine).get_table_names()
+    engine.dispose()

@@ -1,0 +1,91 @@
+"""Every route, found from ``app.url_map``: CSRF on state changes, sign-in and role on staff pages.
+
+A new route is covered the day it is added; one that declares no permission fails here.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.routing import Rule
+
+from portal import create_app
+from tests.conftest import sign_in
+from workflows.access import Permission, Role, can
+
+PUBLIC_ENDPOINTS = {
+    "static",
+    "public.index",
+    "public.language",
+    "public.healthz",
+    "public.readyz",
+    "auth.staff_login",
+    "auth.staff_totp",
+    "auth.staff_enrol",
+    "auth.staff_logout",
+}
+STAFF_BLUEPRINTS = ("staff.", "admin.")
+STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+_APP = create_app({"ACCORD_ENV": "test", "DATABASE_URL": "sqlite://", "SECRET_KEY": "x", "INSTANCE_PATH": "/tmp"})
+RULES = sorted(_APP.url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint))
+
+
+def _url(rule: Rule) -> str:
+    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: "1" if "id" in m.group(1) else "x", rule.rule)
+
+
+def _method(rule: Rule) -> str:
+    methods = (rule.methods or set()) & STATE_CHANGING
+    return sorted(methods)[0] if methods else "GET"
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.endpoint)
+def test_every_route_is_public_by_intent_or_staff_with_a_permission(rule: Rule, app: Flask) -> None:
+    if rule.endpoint in PUBLIC_ENDPOINTS:
+        return
+    assert rule.endpoint.startswith(STAFF_BLUEPRINTS), f"{rule.endpoint} is in no known audience"
+    view = app.view_functions[rule.endpoint]
+    assert isinstance(getattr(view, "required_permission", None), Permission), (
+        f"{rule.endpoint} declares no @requires(permission)"
+    )
+
+
+STATE_RULES = [r for r in RULES if (r.methods or set()) & STATE_CHANGING]
+
+
+@pytest.mark.parametrize("rule", STATE_RULES, ids=lambda r: r.endpoint)
+def test_every_state_changing_route_refuses_a_request_without_csrf_token(
+    rule: Rule, app: Flask, client: FlaskClient, staff_of, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", True)
+    sign_in(client, staff_of(Role.ADMIN))
+    response = client.open(_url(rule), method=_method(rule), data={})
+    assert response.status_code == 400, f"{rule.endpoint} accepted a request without a CSRF token"
+    assert "This form has expired" in response.get_data(as_text=True)
+
+
+STAFF_RULES = [r for r in RULES if r.endpoint.startswith(STAFF_BLUEPRINTS)]
+
+
+@pytest.mark.parametrize("rule", STAFF_RULES, ids=lambda r: r.endpoint)
+def test_every_staff_route_sends_anonymous_users_to_sign_in(rule: Rule, client: FlaskClient) -> None:
+    response = client.open(_url(rule), method=_method(rule))
+    assert response.status_code == 302
+    assert "/staff/login" in response.location
+
+
+@pytest.mark.parametrize("rule", STAFF_RULES, ids=lambda r: r.endpoint)
+@pytest.mark.parametrize("role", list(Role), ids=str)
+def test_every_staff_route_admits_exactly_the_roles_with_its_permission(
+    rule: Rule, role: Role, app: Flask, client: FlaskClient, staff_of
+) -> None:  # type: ignore[no-untyped-def]
+    permission = app.view_functions[rule.endpoint].required_permission
+    sign_in(client, staff_of(role))
+    response = client.open(_url(rule), method=_method(rule))
+    if can(role, permission):
+        assert response.status_code != 403, f"{role} refused at {rule.endpoint}"
+    else:
+        assert response.status_code == 403, f"{role} admitted at {rule.endpoint}"
