@@ -15,7 +15,9 @@ from portal.models import Account
 
 bp = Blueprint("bench_reference", __name__)
 
-TEMPLATE = "<!doctype html><title>{{ a.external_reference }}</title><p>{{ a.id }} {{ a.stage }} {{ a.dpd }}</p>"
+TEMPLATE = (
+    "<!doctype html><title>{{ a.external_reference }}</title><p>{{ a.id }} {{ a.stage }} {{ a.dpd }}</p>"
+)
 
 
 @bp.get("/_bench/reference/<int:account_id>")

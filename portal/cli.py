@@ -54,13 +54,16 @@ def demo_seed(borrowers: int) -> None:
     _refuse_outside_development()
     with db.session_scope() as session:
         result = demo_service.seed(
-            session, env=current_app.config["ACCORD_ENV"], today=dt.date.today(), borrowers=borrowers
+            session,
+            env=current_app.config["ACCORD_ENV"],
+            today=dt.datetime.now(dt.UTC).date(),
+            borrowers=borrowers,
         )
     click.echo(
         f"Demo data: {result.borrowers_created} borrowers, {result.accounts_created} accounts, "
         f"{result.staff_created} staff users created (existing ones kept)."
     )
-    click.echo("Staff sign-in (password for all: %s):" % demo_service.DEMO_PASSWORD)
+    click.echo(f"Staff sign-in (password for all: {demo_service.DEMO_PASSWORD}):")
     for role, email, _name in demo_service.DEMO_STAFF:
         click.echo(f"  {role.value:<11} {email}")
     click.echo("The 6-digit code: flask --app wsgi demo totp EMAIL")

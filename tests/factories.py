@@ -101,8 +101,13 @@ def account(
     ):
         if amount:
             ledger.post(
-                session, row, kind, [Posting(component, amount)],
-                cause="test", actor=SYSTEM, effective_on=dt.date(2025, 1, 15),
+                session,
+                row,
+                kind,
+                [Posting(component, amount)],
+                cause="test",
+                actor=SYSTEM,
+                effective_on=dt.date(2025, 1, 15),
             )
     session.commit()
     return row

@@ -29,15 +29,9 @@ class Permission(StrEnum):
 # people and policy, finance reconciles money, and neither needs a phone number for it.
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
     {
-        Role.AGENT: frozenset(
-            {Permission.VIEW_ACCOUNTS, Permission.REVEAL_PERSONAL_DATA}
-        ),
-        Role.SUPERVISOR: frozenset(
-            {Permission.VIEW_ACCOUNTS, Permission.REVEAL_PERSONAL_DATA}
-        ),
-        Role.COLLECTOR: frozenset(
-            {Permission.VIEW_ACCOUNTS, Permission.REVEAL_PERSONAL_DATA}
-        ),
+        Role.AGENT: frozenset({Permission.VIEW_ACCOUNTS, Permission.REVEAL_PERSONAL_DATA}),
+        Role.SUPERVISOR: frozenset({Permission.VIEW_ACCOUNTS, Permission.REVEAL_PERSONAL_DATA}),
+        Role.COLLECTOR: frozenset({Permission.VIEW_ACCOUNTS, Permission.REVEAL_PERSONAL_DATA}),
         Role.FINANCE: frozenset({Permission.VIEW_ACCOUNTS}),
         Role.ADMIN: frozenset({Permission.VIEW_ACCOUNTS, Permission.MANAGE_STAFF}),
     }
@@ -46,9 +40,7 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
 
 def roles_with(permission: Permission) -> frozenset[Role]:
     """The roles that hold a permission."""
-    return frozenset(
-        role for role, held in ROLE_PERMISSIONS.items() if permission in held
-    )
+    return frozenset(role for role, held in ROLE_PERMISSIONS.items() if permission in held)
 
 
 def can(role: Role | str, permission: Permission) -> bool:
@@ -72,12 +64,7 @@ def mask_phone(phone: str) -> str:
         head, tail = 0, (2 if len(digits) >= _MIN_HIDDEN + 2 else 0)
     hidden = len(digits) - head - tail
     shown_tail = digits[len(digits) - tail :]
-    return (
-        ("+" if international else "")
-        + "".join(digits[:head])
-        + "*" * hidden
-        + "".join(shown_tail)
-    )
+    return ("+" if international else "") + "".join(digits[:head]) + "*" * hidden + "".join(shown_tail)
 
 
 def mask_email(email: str) -> str:

@@ -53,9 +53,7 @@ def check_posting(kind: EntryKind, posting: Posting) -> None:
             only=only,
             component=posting.component,
         )
-    if (kind in _INCREASES and posting.amount < 0) or (
-        kind in _DECREASES and posting.amount > 0
-    ):
+    if (kind in _INCREASES and posting.amount < 0) or (kind in _DECREASES and posting.amount > 0):
         raise DomainError(
             "posting_sign",
             "A {kind} entry cannot be {amount}.",
@@ -87,11 +85,7 @@ def apply_postings(
 
 def postings_for_allocation(allocation: Allocation) -> list[Posting]:
     """A payment or waiver reduces each component by exactly what the waterfall applied to it."""
-    return [
-        Posting(component, -amount)
-        for component, amount in allocation.applied.items()
-        if amount
-    ]
+    return [Posting(component, -amount) for component, amount in allocation.applied.items() if amount]
 
 
 def balances_total(balances: Mapping[Component, int]) -> int:

@@ -36,9 +36,7 @@ MAX_AMOUNT_DIGITS = 18
 def check_currency(code: str) -> str:
     """Only currencies we know the minor unit of can be used."""
     if code not in CURRENCY_EXPONENTS:
-        raise DomainError(
-            "unknown_currency", "Unknown currency {currency}.", currency=code
-        )
+        raise DomainError("unknown_currency", "Unknown currency {currency}.", currency=code)
     return code
 
 
@@ -147,9 +145,7 @@ def round_half_even(numerator: int, denominator: int) -> int:
     """Divide and round to the nearest whole unit, exact halves to the even one (banker's rounding)."""
     if denominator <= 0:
         raise DomainError("denominator_invalid", "The denominator must be positive.")
-    quotient, remainder = divmod(
-        numerator, denominator
-    )  # floor division, so 0 <= remainder
+    quotient, remainder = divmod(numerator, denominator)  # floor division, so 0 <= remainder
     twice = 2 * remainder
     if twice > denominator or (twice == denominator and quotient % 2 == 1):
         return quotient + 1
@@ -164,13 +160,9 @@ def split(total: int, parts: int) -> list[int]:
 def split_weighted(total: int, weights: Sequence[int]) -> list[int]:
     """Split an amount in proportion to the weights; what rounding leaves over goes on the last part."""
     if not weights:
-        raise DomainError(
-            "split_invalid", "An amount must be split into at least one part."
-        )
+        raise DomainError("split_invalid", "An amount must be split into at least one part.")
     if any(weight < 0 for weight in weights) or sum(weights) == 0:
-        raise DomainError(
-            "split_invalid", "Split weights must be non-negative and not all zero."
-        )
+        raise DomainError("split_invalid", "Split weights must be non-negative and not all zero.")
     weight_sum = sum(weights)
     sign = -1 if total < 0 else 1
     # Truncating toward zero keeps every part on the total's side of zero and leaves a

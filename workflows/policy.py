@@ -67,9 +67,16 @@ class Policy:
 
     def validate(self) -> list[str]:
         """A policy is usable only if the stages follow each other and every fee is known and capped."""
+        # Each check assumes the ones before it passed, so stop at the first that finds problems.
+        for check in (self._day_problems, self._amount_problems, self._cap_problems):
+            problems = check()
+            if problems:
+                return problems
+        return []
+
+    def _day_problems(self) -> list[str]:
         problems: list[str] = []
-        day_fields = [f.name for f in fields(self) if f.name not in _MONEY_FIELDS]
-        for name in day_fields:
+        for name in (f.name for f in fields(self) if f.name not in _MONEY_FIELDS):
             value = getattr(self, name)
             # A grace of zero days is a legitimate (strict) choice; a threshold of zero is not,
             # because day zero is the due date itself.
@@ -78,18 +85,17 @@ class Policy:
                 problems.append(f"{name} must be a whole number of days.")
             elif value < minimum:
                 problems.append(f"{name} must be at least {minimum}.")
-        if problems:
-            return problems
-        if not (
-            self.early_from_dpd
-            < self.mid_from_dpd
-            < self.late_from_dpd
-            < self.charge_off_dpd
+        if not problems and not (
+            self.early_from_dpd < self.mid_from_dpd < self.late_from_dpd < self.charge_off_dpd
         ):
             problems.append(
                 "Stage thresholds must increase: early_from_dpd < mid_from_dpd"
                 " < late_from_dpd < charge_off_dpd."
             )
+        return problems
+
+    def _amount_problems(self) -> list[str]:
+        problems: list[str] = []
         for name in _MONEY_FIELDS:
             amounts = getattr(self, name)
             if not isinstance(amounts, Mapping):
@@ -102,24 +108,22 @@ class Policy:
                     problems.append(f"{name}[{currency!r}] must be whole minor units.")
                 elif amount < 0:
                     problems.append(f"{name}[{currency!r}] cannot be negative.")
-        if problems:
-            return problems
+        return problems
+
+    def _cap_problems(self) -> list[str]:
+        problems: list[str] = []
         for currency, fee in self.late_fee_amount.items():
             cap = self.late_fee_cap_per_account.get(currency)
             if cap is None:
                 problems.append(f"The late fee in {currency} has no cap per account.")
             elif fee > cap:
-                problems.append(
-                    f"The late fee in {currency} is larger than its cap per account."
-                )
+                problems.append(f"The late fee in {currency} is larger than its cap per account.")
         return problems
 
     def to_dict(self) -> dict[str, object]:
         """The policy as plain JSON-ready values."""
         return {
-            f.name: dict(value)
-            if isinstance(value := getattr(self, f.name), Mapping)
-            else value
+            f.name: dict(value) if isinstance(value := getattr(self, f.name), Mapping) else value
             for f in fields(self)
         }
 

@@ -59,9 +59,7 @@ def staff_list() -> Any:
             flash(_("%(name)s can now sign in.", name=user.full_name), "success")
             return redirect(url_for("admin.staff_list"))
     users = db.session.scalars(select(StaffUser).order_by(StaffUser.role, StaffUser.email)).all()
-    return render_template(
-        "admin/staff.html", form=form, users=users
-    )
+    return render_template("admin/staff.html", form=form, users=users)
 
 
 @admin_bp.post("/staff/<int:user_id>/reset-totp")

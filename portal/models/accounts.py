@@ -107,4 +107,3 @@ class LedgerEntry(Base):
     posted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     account: Mapped[Account] = relationship()
-

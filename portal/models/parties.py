@@ -60,4 +60,3 @@ class Borrower(Base):
     @property
     def display_name(self) -> str:
         return self.company_name or self.full_name
-

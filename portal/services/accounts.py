@@ -74,11 +74,14 @@ def statement(session: Session, account: Account, before_id: int | None = None) 
     newer = 0
     if before_id is not None:
         stmt = stmt.where(LedgerEntry.id < before_id)
-        newer = session.scalar(
-            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-                LedgerEntry.account_id == account.id, LedgerEntry.id >= before_id
+        newer = (
+            session.scalar(
+                select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+                    LedgerEntry.account_id == account.id, LedgerEntry.id >= before_id
+                )
             )
-        ) or 0
+            or 0
+        )
     entries = list(session.scalars(stmt.order_by(LedgerEntry.id.desc()).limit(STATEMENT_PAGE + 1)))
     has_more = len(entries) > STATEMENT_PAGE
     entries = entries[:STATEMENT_PAGE]
@@ -98,7 +101,11 @@ def reveal_personal_data(session: Session, actor: Actor, role: str, borrower_id:
     if borrower is None:
         raise DomainError("borrower_not_found", "No such borrower.")
     audit.record(
-        session, actor, "borrower.personal_data_revealed", "borrower", borrower.id,
+        session,
+        actor,
+        "borrower.personal_data_revealed",
+        "borrower",
+        borrower.id,
         after={"fields": ["date_of_birth", "phone", "email", "national_id", "address"]},
     )
     session.commit()

@@ -27,7 +27,7 @@ from workflows.money import Component, allocate, round_half_even
 from workflows.policy import Policy, Stage
 
 DEMO_CREDITOR = "DEMO"
-DEMO_PASSWORD = "accord-demo-2026"
+DEMO_PASSWORD = "accord-demo-2026"  # noqa: S105 - demo only; refused in production
 DEMO_STAFF = [
     (Role.AGENT, "agent@demo.accord.example", "王协商 Wang Xieshang"),
     (Role.SUPERVISOR, "supervisor@demo.accord.example", "李主管 Li Zhuguan"),
@@ -45,7 +45,7 @@ STAGE_MIX = [
 ]
 
 
-class DemoRefused(RuntimeError):
+class DemoRefusedError(RuntimeError):
     pass
 
 
@@ -58,7 +58,7 @@ class SeedResult:
 
 def seed(session: Session, *, env: str, today: dt.date, borrowers: int = 300) -> SeedResult:
     if env == "production":
-        raise DemoRefused("Demo data is refused in production.")
+        raise DemoRefusedError("Demo data is refused in production.")
     policy = policy_service.current(session, today)
     creditor = session.scalar(select(Creditor).where(Creditor.code == DEMO_CREDITOR))
     if creditor is None:
@@ -71,7 +71,7 @@ def seed(session: Session, *, env: str, today: dt.date, borrowers: int = 300) ->
     fakers = {"zh_Hans_CN": Faker("zh_CN"), "en": Faker("en_US")}
     for i, f in enumerate(fakers.values()):
         f.seed_instance(2026 + i)
-    rng = random.Random(2026)
+    rng = random.Random(2026)  # noqa: S311 - reproducible demo data, not secrets
     made_borrowers = made_accounts = 0
     for n in range(1, borrowers + 1):
         plan = _plan_borrower(rng, n, today)  # drawn even when skipped, so data stays the same
@@ -89,7 +89,7 @@ def seed(session: Session, *, env: str, today: dt.date, borrowers: int = 300) ->
         for spec in plan:
             if spec["reference"] in existing:
                 continue
-            _create_account(session, creditor, borrower, spec, policy, today)
+            _create_account(session, creditor, borrower, spec, policy=policy, today=today)
             made_accounts += 1
         session.commit()
     staff_created = _seed_staff(session)
@@ -138,7 +138,9 @@ def _plan_borrower(rng: random.Random, n: int, today: dt.date) -> list[dict[str,
                 stage, low, high = candidate, lo, hi
                 break
         card = rng.random() < 0.4
-        principal = rng.randrange(300_00, 60_000_00, 100) if card else rng.randrange(5_000_00, 200_000_00, 100)
+        principal = (
+            rng.randrange(300_00, 60_000_00, 100) if card else rng.randrange(5_000_00, 200_000_00, 100)
+        )
         specs.append(
             {
                 "reference": f"{'CC' if card else 'LN'}-{n:05d}-{k + 1}",
@@ -164,6 +166,7 @@ def _create_account(
     creditor: Creditor,
     borrower: Borrower,
     spec: dict[str, object],
+    *,
     policy: Policy,
     today: dt.date,
 ) -> Account:
@@ -185,13 +188,23 @@ def _create_account(
     session.add(account)
     session.flush()
     audit.record(
-        session, SYSTEM, "account.created", "account", account.id,
+        session,
+        SYSTEM,
+        "account.created",
+        "account",
+        account.id,
         after={"external_reference": account.external_reference, "source": "demo"},
     )
     cause = f"demo:{account.external_reference}"
     ledger.post(
-        session, account, EntryKind.CHARGE, [Posting(Component.PRINCIPAL, principal)],
-        cause=cause, actor=SYSTEM, effective_on=opened, memo="Balance at placement",
+        session,
+        account,
+        EntryKind.CHARGE,
+        [Posting(Component.PRINCIPAL, principal)],
+        cause=cause,
+        actor=SYSTEM,
+        effective_on=opened,
+        memo="Balance at placement",
     )
     # Monthly interest on the outstanding principal since the oldest unpaid due date,
     # at least one month, so overdue accounts carry the interest that made them overdue.
@@ -199,8 +212,14 @@ def _create_account(
     for m in range(months, 0, -1):
         interest = round_half_even(account.principal_balance * rate_bp, 12 * 10_000)
         ledger.post(
-            session, account, EntryKind.INTEREST, [Posting(Component.INTEREST, interest)],
-            cause=cause, actor=SYSTEM, effective_on=_months_back(today, m - 1), memo="Monthly interest",
+            session,
+            account,
+            EntryKind.INTEREST,
+            [Posting(Component.INTEREST, interest)],
+            cause=cause,
+            actor=SYSTEM,
+            effective_on=_months_back(today, m - 1),
+            memo="Monthly interest",
         )
     # Late fees: one per missed month past the grace days, up to the policy's cap.
     fee = policy.late_fee_amount.get(account.currency, 0)
@@ -210,8 +229,12 @@ def _create_account(
         if fee == 0 or charged + fee > cap:
             break
         ledger.post(
-            session, account, EntryKind.FEE, [Posting(Component.FEES, fee)],
-            cause=cause, actor=SYSTEM,
+            session,
+            account,
+            EntryKind.FEE,
+            [Posting(Component.FEES, fee)],
+            cause=cause,
+            actor=SYSTEM,
             effective_on=(oldest_unpaid or today) + dt.timedelta(days=policy.late_fee_grace_days + 30 * m),
             memo="Late fee",
         )
@@ -223,15 +246,26 @@ def _create_account(
         postings = [Posting(c, -v) for c, v in allocation.applied.items() if v]
         if postings:
             ledger.post(
-                session, account, EntryKind.PAYMENT, postings, cause=cause, actor=SYSTEM,
-                effective_on=(oldest_unpaid or today) - dt.timedelta(days=10 + 30 * p), memo="Payment",
+                session,
+                account,
+                EntryKind.PAYMENT,
+                postings,
+                cause=cause,
+                actor=SYSTEM,
+                effective_on=(oldest_unpaid or today) - dt.timedelta(days=10 + 30 * p),
+                memo="Payment",
             )
     before = audit.snapshot(account, ("dpd", "stage"))
     account.dpd = days_past_due(oldest_unpaid, today)
     account.stage = stage_for(account.dpd, policy, referred_to_legal=spec["stage"] == Stage.LEGAL).value
     audit.record(
-        session, SYSTEM, "account.stage_set", "account", account.id,
-        before=before, after=audit.snapshot(account, ("dpd", "stage")),
+        session,
+        SYSTEM,
+        "account.stage_set",
+        "account",
+        account.id,
+        before=before,
+        after=audit.snapshot(account, ("dpd", "stage")),
     )
     return account
 
@@ -255,7 +289,11 @@ def _seed_staff(session: Session) -> int:
         session.add(user)
         session.flush()
         audit.record(
-            session, SYSTEM, "staff.created", "staff_user", user.id,
+            session,
+            SYSTEM,
+            "staff.created",
+            "staff_user",
+            user.id,
             after={"email": email, "role": role.value, "source": "demo"},
         )
         created += 1

@@ -96,8 +96,13 @@ def verify_totp(session: Session, user: StaffUser, code: str, now: dt.datetime |
     if not user.totp_enrolled:
         user.totp_confirmed_at = now
         audit.record(
-            session, Actor.staff(user), "staff.totp_enrolled", "staff_user", user.id,
-            before=before, after=audit.snapshot(user, ("totp_enrolled",)),
+            session,
+            Actor.staff(user),
+            "staff.totp_enrolled",
+            "staff_user",
+            user.id,
+            before=before,
+            after=audit.snapshot(user, ("totp_enrolled",)),
         )
     user.last_signed_in_at = now
     audit.record(session, Actor.staff(user), "staff.signed_in", "staff_user", user.id)
@@ -121,8 +126,10 @@ def _validate_new_staff(session: Session, email: str, full_name: str, role: str,
         raise DomainError("role_invalid", "Choose one of the listed roles.")
     if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
         raise DomainError(
-            "password_length", "The password must have {min} to {max} characters.",
-            min=MIN_PASSWORD_LENGTH, max=MAX_PASSWORD_LENGTH,
+            "password_length",
+            "The password must have {min} to {max} characters.",
+            min=MIN_PASSWORD_LENGTH,
+            max=MAX_PASSWORD_LENGTH,
         )
     if session.scalar(select(func.count()).where(StaffUser.email == email)):
         raise DomainError("email_taken", "A staff user with this e-mail already exists.")
@@ -140,7 +147,11 @@ def create_staff(
     session.add(user)
     session.flush()
     audit.record(
-        session, actor, "staff.created", "staff_user", user.id,
+        session,
+        actor,
+        "staff.created",
+        "staff_user",
+        user.id,
         after=audit.snapshot(user, AUDITED_FIELDS),
     )
     session.commit()
@@ -163,8 +174,13 @@ def reset_totp(session: Session, actor: Actor, user_id: int) -> StaffUser:
     user.totp_last_step = None
     user.session_version += 1
     audit.record(
-        session, actor, "staff.totp_reset", "staff_user", user.id,
-        before=before, after=audit.snapshot(user, AUDITED_FIELDS),
+        session,
+        actor,
+        "staff.totp_reset",
+        "staff_user",
+        user.id,
+        before=before,
+        after=audit.snapshot(user, AUDITED_FIELDS),
     )
     session.commit()
     return user
@@ -181,8 +197,13 @@ def set_active(session: Session, actor: Actor, user_id: int, active: bool) -> St
     user.is_active = active
     user.session_version += 1
     audit.record(
-        session, actor, "staff.enabled" if active else "staff.disabled", "staff_user", user.id,
-        before=before, after=audit.snapshot(user, AUDITED_FIELDS),
+        session,
+        actor,
+        "staff.enabled" if active else "staff.disabled",
+        "staff_user",
+        user.id,
+        before=before,
+        after=audit.snapshot(user, AUDITED_FIELDS),
     )
     session.commit()
     return user
@@ -192,7 +213,12 @@ def sign_out_everywhere(session: Session, user: StaffUser) -> None:
     before = audit.snapshot(user, ("session_version",))
     user.session_version += 1
     audit.record(
-        session, Actor.staff(user), "staff.signed_out_everywhere", "staff_user", user.id,
-        before=before, after=audit.snapshot(user, ("session_version",)),
+        session,
+        Actor.staff(user),
+        "staff.signed_out_everywhere",
+        "staff_user",
+        user.id,
+        before=before,
+        after=audit.snapshot(user, ("session_version",)),
     )
     session.commit()

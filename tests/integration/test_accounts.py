@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import pytest
 from flask.testing import FlaskClient
@@ -73,8 +74,13 @@ def test_statement_lists_entries_newest_first_with_running_balance_and_pages(
     account = factories.account(session, principal=100_000)
     for n in range(60):
         ledger.post(
-            session, account, EntryKind.INTEREST, [Posting(Component.INTEREST, 100 + n)],
-            cause="test", actor=SYSTEM, effective_on=dt.date(2026, 1, 1) + dt.timedelta(days=n),
+            session,
+            account,
+            EntryKind.INTEREST,
+            [Posting(Component.INTEREST, 100 + n)],
+            cause="test",
+            actor=SYSTEM,
+            effective_on=dt.date(2026, 1, 1) + dt.timedelta(days=n),
         )
     session.commit()
     first = account_service.statement(session, account)
@@ -85,7 +91,7 @@ def test_statement_lists_entries_newest_first_with_running_balance_and_pages(
     assert len(older.lines) == 11
     assert older.older_than is None
     everything = first.lines + older.lines
-    for newer, earlier in zip(everything, everything[1:], strict=False):
+    for newer, earlier in itertools.pairwise(everything):
         assert earlier.balance_after == newer.balance_after - newer.entry.amount
     assert everything[-1].balance_after == 100_000  # the placement charge
     client = signed_in(Role.FINANCE)

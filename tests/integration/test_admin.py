@@ -10,8 +10,12 @@ from tests import factories
 from tests.conftest import sign_in
 from workflows.access import Role
 
-NEW = {"email": "New.Agent@Test.Accord.Example", "full_name": "新 协商员", "role": "agent",
-       "password": "a long enough password"}
+NEW = {
+    "email": "New.Agent@Test.Accord.Example",
+    "full_name": "新 协商员",
+    "role": "agent",
+    "password": "a long enough password",
+}
 
 
 def _count(session: Session) -> int:
@@ -50,7 +54,9 @@ def test_bad_staff_input_gets_a_message_and_creates_nothing(signed_in, session: 
     assert _count(session) == before
 
 
-def test_resetting_an_authenticator_forces_enrolment_and_ends_sessions(signed_in, session: Session, app) -> None:  # type: ignore[no-untyped-def]
+def test_resetting_an_authenticator_forces_enrolment_and_ends_sessions(
+    signed_in, session: Session, app
+) -> None:  # type: ignore[no-untyped-def]
     target = factories.staff(session, role=Role.AGENT)
     their_client = sign_in(app.test_client(), target)
     client = signed_in(Role.ADMIN)

@@ -26,8 +26,13 @@ def test_posting_moves_the_cached_balance_with_the_ledger_and_audits(session: Se
     account = factories.account(session, principal=100_000, interest=5_000, fees=2_000)
     allocation = allocate(6_000, account.balances())
     ledger.post(
-        session, account, EntryKind.PAYMENT, postings_for_allocation(allocation),
-        cause="payment:pi_1", actor=SYSTEM, effective_on=TODAY,
+        session,
+        account,
+        EntryKind.PAYMENT,
+        postings_for_allocation(allocation),
+        cause="payment:pi_1",
+        actor=SYSTEM,
+        effective_on=TODAY,
     )
     session.commit()
 
@@ -35,7 +40,9 @@ def test_posting_moves_the_cached_balance_with_the_ledger_and_audits(session: Se
     assert sum(e.amount for e in _entries(session, account)) == account.total_balance
     assert ledger.discrepancies(session) == []
     event = session.scalars(
-        select(AuditEvent).where(AuditEvent.action == "ledger.payment", AuditEvent.object_id == str(account.id))
+        select(AuditEvent).where(
+            AuditEvent.action == "ledger.payment", AuditEvent.object_id == str(account.id)
+        )
     ).one()
     assert event.before == {"balances": {"principal": 100_000, "interest": 5_000, "fees": 2_000}}
     assert event.after["balances"] == {"principal": 100_000, "interest": 1_000, "fees": 0}
@@ -46,8 +53,13 @@ def test_a_refused_posting_changes_nothing(session: Session) -> None:
     count = len(_entries(session, account))
     with pytest.raises(DomainError) as refused:
         ledger.post(
-            session, account, EntryKind.PAYMENT, [Posting(Component.PRINCIPAL, -10_001)],
-            cause="test", actor=SYSTEM, effective_on=TODAY,
+            session,
+            account,
+            EntryKind.PAYMENT,
+            [Posting(Component.PRINCIPAL, -10_001)],
+            cause="test",
+            actor=SYSTEM,
+            effective_on=TODAY,
         )
     assert refused.value.code == "balance_negative"
     session.commit()
@@ -86,8 +98,13 @@ def test_a_concurrent_change_to_the_same_account_is_refused_not_lost(session: Se
         .execution_options(synchronize_session=False)
     )
     ledger.post(
-        session, account, EntryKind.FEE, [Posting(Component.FEES, 700)],
-        cause="test", actor=SYSTEM, effective_on=TODAY,
+        session,
+        account,
+        EntryKind.FEE,
+        [Posting(Component.FEES, 700)],
+        cause="test",
+        actor=SYSTEM,
+        effective_on=TODAY,
     )
     with pytest.raises(StaleDataError):
         session.commit()
@@ -100,8 +117,13 @@ def test_ledger_rows_refuse_a_zero_amount_at_the_database(session: Session) -> N
     account = factories.account(session, principal=1_000)
     session.add(
         LedgerEntry(
-            account_id=account.id, component="principal", kind="adjustment", amount=0,
-            cause="test", actor_type="system", effective_on=TODAY,
+            account_id=account.id,
+            component="principal",
+            kind="adjustment",
+            amount=0,
+            cause="test",
+            actor_type="system",
+            effective_on=TODAY,
         )
     )
     with pytest.raises(IntegrityError):

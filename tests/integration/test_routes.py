@@ -29,7 +29,10 @@ PUBLIC_ENDPOINTS = {
 }
 STAFF_BLUEPRINTS = ("staff.", "admin.")
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
-_APP = create_app({"ACCORD_ENV": "test", "DATABASE_URL": "sqlite://", "SECRET_KEY": "x", "INSTANCE_PATH": "/tmp"})
+# The routes are known before the database fixtures exist, so parametrisation lists them by name.
+_APP = create_app(
+    {"ACCORD_ENV": "test", "DATABASE_URL": "sqlite://", "SECRET_KEY": "x", "INSTANCE_PATH": "instance"}
+)
 RULES = sorted(_APP.url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint))
 
 

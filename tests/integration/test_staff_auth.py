@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+
 import pyotp
 import pytest
 from flask import Flask
@@ -79,7 +80,9 @@ def test_a_code_is_accepted_once_only(client: FlaskClient, staff_of, session: Se
 def test_a_wrong_code_is_refused_and_an_older_step_cannot_be_replayed(session: Session, staff_of) -> None:  # type: ignore[no-untyped-def]
     user = staff_of(Role.AGENT)
     now = dt.datetime.now(dt.UTC)
-    assert not staff_service.verify_totp(session, user, "000000" if _code(user, now) != "000000" else "111111", now)
+    assert not staff_service.verify_totp(
+        session, user, "000000" if _code(user, now) != "000000" else "111111", now
+    )
     assert not staff_service.verify_totp(session, user, "12ab56", now)
     assert staff_service.verify_totp(session, user, _code(user, now), now)
     earlier = now - dt.timedelta(seconds=30)

@@ -19,9 +19,7 @@ from workflows.access import (
 
 
 def test_every_staff_role_may_view_accounts() -> None:
-    assert (
-        roles_with(Permission.VIEW_ACCOUNTS) == ALL_STAFF_ROLES == set(ROLE_PERMISSIONS)
-    )
+    assert roles_with(Permission.VIEW_ACCOUNTS) == ALL_STAFF_ROLES == set(ROLE_PERMISSIONS)
 
 
 def test_only_staff_who_talk_to_borrowers_see_personal_data() -> None:

@@ -13,9 +13,7 @@ dpds = st.integers(min_value=0, max_value=2000)
 
 
 @given(st.dates(), st.integers(min_value=-1000, max_value=1000))
-def test_days_past_due_counts_days_since_the_oldest_unpaid_due_date(
-    today: date, offset: int
-) -> None:
+def test_days_past_due_counts_days_since_the_oldest_unpaid_due_date(today: date, offset: int) -> None:
     try:
         due_on = today - timedelta(days=offset)
     except OverflowError:
@@ -48,9 +46,7 @@ def test_default_stages_follow_the_design(dpd: int, stage: Stage) -> None:
 
 
 @given(dpds, dpds, st.booleans())
-def test_stage_never_goes_back_as_days_past_due_grow(
-    a: int, b: int, referred: bool
-) -> None:
+def test_stage_never_goes_back_as_days_past_due_grow(a: int, b: int, referred: bool) -> None:
     low, high = sorted((a, b))
     before = stage_for(low, DEFAULT_POLICY, referred_to_legal=referred)
     after = stage_for(high, DEFAULT_POLICY, referred_to_legal=referred)
@@ -67,9 +63,7 @@ def test_legal_referral_wins_unless_already_charged_off(dpd: int) -> None:
 
 
 def test_stage_thresholds_come_from_policy() -> None:
-    policy = Policy(
-        early_from_dpd=5, mid_from_dpd=10, late_from_dpd=20, charge_off_dpd=40
-    )
+    policy = Policy(early_from_dpd=5, mid_from_dpd=10, late_from_dpd=20, charge_off_dpd=40)
     assert stage_for(4, policy) == Stage.CURRENT
     assert stage_for(5, policy) == Stage.EARLY
     assert stage_for(39, policy) == Stage.LATE
@@ -85,9 +79,7 @@ def test_negative_days_past_due_are_refused() -> None:
 def test_days_until_stage_lands_exactly_on_the_stage(dpd: int, target: Stage) -> None:
     days = days_until_stage(dpd, target, DEFAULT_POLICY)
     if days is None:
-        assert STAGE_ORDER.index(stage_for(dpd, DEFAULT_POLICY)) >= STAGE_ORDER.index(
-            target
-        )
+        assert STAGE_ORDER.index(stage_for(dpd, DEFAULT_POLICY)) >= STAGE_ORDER.index(target)
     else:
         assert days > 0
         assert stage_for(dpd + days, DEFAULT_POLICY) == target

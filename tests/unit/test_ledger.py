@@ -13,10 +13,8 @@ from workflows.ledger import (
 )
 from workflows.money import Component, allocate
 
-P, I, F = Component.PRINCIPAL, Component.INTEREST, Component.FEES
-balances = st.fixed_dictionaries(
-    {c: st.integers(min_value=0, max_value=10**9) for c in Component}
-)
+P, INT, F = Component.PRINCIPAL, Component.INTEREST, Component.FEES
+balances = st.fixed_dictionaries({c: st.integers(min_value=0, max_value=10**9) for c in Component})
 
 
 @pytest.mark.parametrize(
@@ -25,30 +23,25 @@ balances = st.fixed_dictionaries(
         (EntryKind.CHARGE, P, 100, None),
         (EntryKind.CHARGE, F, 100, None),
         (EntryKind.CHARGE, P, -100, "posting_sign"),
-        (EntryKind.INTEREST, I, 100, None),
-        (EntryKind.INTEREST, I, -100, "posting_sign"),
+        (EntryKind.INTEREST, INT, 100, None),
+        (EntryKind.INTEREST, INT, -100, "posting_sign"),
         (EntryKind.INTEREST, P, 100, "posting_component"),
         (EntryKind.FEE, F, 100, None),
         (EntryKind.FEE, F, -100, "posting_sign"),
-        (EntryKind.FEE, I, 100, "posting_component"),
+        (EntryKind.FEE, INT, 100, "posting_component"),
         (EntryKind.PAYMENT, P, -100, None),
         (EntryKind.PAYMENT, F, -100, None),
         (EntryKind.PAYMENT, P, 100, "posting_sign"),
-        (EntryKind.WAIVER, I, -100, None),
-        (EntryKind.WAIVER, I, 100, "posting_sign"),
+        (EntryKind.WAIVER, INT, -100, None),
+        (EntryKind.WAIVER, INT, 100, "posting_sign"),
         (EntryKind.REVERSAL, P, 100, None),
         (EntryKind.REVERSAL, P, -100, None),
         (EntryKind.ADJUSTMENT, F, 100, None),
         (EntryKind.ADJUSTMENT, F, -100, None),
-        *(
-            (kind, P if kind != EntryKind.FEE else F, 0, "posting_zero")
-            for kind in EntryKind
-        ),
+        *((kind, P if kind != EntryKind.FEE else F, 0, "posting_zero") for kind in EntryKind),
     ],
 )
-def test_posting_sign_rules(
-    kind: EntryKind, component: Component, amount: int, code: str | None
-) -> None:
+def test_posting_sign_rules(kind: EntryKind, component: Component, amount: int, code: str | None) -> None:
     posting = Posting(component, amount)
     if code is None:
         check_posting(kind, posting)
@@ -68,9 +61,7 @@ def test_posting_refuses_fractional_amounts() -> None:
     balances,
     st.sampled_from(list(EntryKind)),
     st.lists(
-        st.builds(
-            Posting, st.sampled_from(list(Component)), st.integers(-(10**9), 10**9)
-        ),
+        st.builds(Posting, st.sampled_from(list(Component)), st.integers(-(10**9), 10**9)),
         max_size=6,
     ),
 )
@@ -88,9 +79,7 @@ def test_applying_postings_conserves_money(
         }
         return
     assert set(after) == set(Component)
-    assert balances_total(after) == balances_total(before) + sum(
-        p.amount for p in postings
-    )
+    assert balances_total(after) == balances_total(before) + sum(p.amount for p in postings)
     assert all(balance >= 0 for balance in after.values())
 
 
@@ -108,7 +97,7 @@ def test_a_payment_posted_through_the_waterfall_clears_exactly_what_it_applied(
 
 def test_missing_components_count_as_zero() -> None:
     after = apply_postings({}, EntryKind.FEE, [Posting(F, 5000)])
-    assert after == {P: 0, I: 0, F: 5000}
+    assert after == {P: 0, INT: 0, F: 5000}
 
 
 def test_no_component_may_go_below_zero() -> None:
@@ -117,17 +106,13 @@ def test_no_component_may_go_below_zero() -> None:
     assert raised.value.code == "balance_negative"
 
 
-def test_an_adjustment_cannot_dip_below_zero_even_if_a_later_posting_repays_it() -> (
-    None
-):
+def test_an_adjustment_cannot_dip_below_zero_even_if_a_later_posting_repays_it() -> None:
     with pytest.raises(DomainError):
-        apply_postings(
-            {P: 100}, EntryKind.ADJUSTMENT, [Posting(P, -200), Posting(P, 200)]
-        )
+        apply_postings({P: 100}, EntryKind.ADJUSTMENT, [Posting(P, -200), Posting(P, 200)])
 
 
 def test_a_payment_with_a_bad_posting_changes_nothing() -> None:
-    before = {P: 1000, I: 0, F: 0}
+    before = {P: 1000, INT: 0, F: 0}
     with pytest.raises(DomainError):
         apply_postings(before, EntryKind.PAYMENT, [Posting(P, -100), Posting(P, 100)])
-    assert before == {P: 1000, I: 0, F: 0}
+    assert before == {P: 1000, INT: 0, F: 0}

@@ -24,7 +24,7 @@ from workflows.money import (
 amounts = st.integers(min_value=-(10**15), max_value=10**15)
 non_negative = st.integers(min_value=0, max_value=10**12)
 currencies = st.sampled_from(sorted(CURRENCY_EXPONENTS))
-balances = st.fixed_dictionaries({component: non_negative for component in Component})
+balances = st.fixed_dictionaries(dict.fromkeys(Component, non_negative))
 waterfalls = st.permutations(list(Component))
 
 
@@ -52,9 +52,7 @@ def test_currency_exponents_follow_iso_4217() -> None:
 
 
 @given(amounts, amounts, currencies)
-def test_money_adds_and_subtracts_within_a_currency(
-    a: int, b: int, currency: str
-) -> None:
+def test_money_adds_and_subtracts_within_a_currency(a: int, b: int, currency: str) -> None:
     assert Money(a, currency) + Money(b, currency) == Money(a + b, currency)
     assert Money(a, currency) - Money(b, currency) == Money(a - b, currency)
     assert -Money(a, currency) == Money(-a, currency)
@@ -89,12 +87,8 @@ def test_money_refuses_unknown_currency_and_knows_zero() -> None:
     st.integers(min_value=-(10**30), max_value=10**30),
     st.integers(min_value=1, max_value=10**12),
 )
-def test_round_half_even_matches_exact_fraction_rounding(
-    numerator: int, denominator: int
-) -> None:
-    assert round_half_even(numerator, denominator) == round(
-        Fraction(numerator, denominator)
-    )
+def test_round_half_even_matches_exact_fraction_rounding(numerator: int, denominator: int) -> None:
+    assert round_half_even(numerator, denominator) == round(Fraction(numerator, denominator))
 
 
 @pytest.mark.parametrize(
@@ -113,9 +107,7 @@ def test_round_half_even_refuses_a_non_positive_denominator() -> None:
 
 
 @given(amounts, st.integers(min_value=1, max_value=500))
-def test_split_is_exact_with_the_remainder_on_the_last_part(
-    total: int, parts: int
-) -> None:
+def test_split_is_exact_with_the_remainder_on_the_last_part(total: int, parts: int) -> None:
     result = split(total, parts)
     assert len(result) == parts
     assert sum(result) == total
@@ -141,9 +133,7 @@ def test_split_needs_at_least_one_part(parts: int) -> None:
     amounts,
     st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=30),
 )
-def test_split_weighted_is_exact_and_proportional(
-    total: int, weights: list[int]
-) -> None:
+def test_split_weighted_is_exact_and_proportional(total: int, weights: list[int]) -> None:
     if sum(weights) == 0:
         with pytest.raises(DomainError):
             split_weighted(total, weights)
@@ -229,9 +219,7 @@ def test_allocation_refuses_negative_amounts_and_balances(
 
 
 @given(st.integers(min_value=0, max_value=10**15), currencies, st.booleans())
-def test_parse_amount_reads_back_a_formatted_amount(
-    minor: int, currency: str, grouped: bool
-) -> None:
+def test_parse_amount_reads_back_a_formatted_amount(minor: int, currency: str, grouped: bool) -> None:
     exponent = minor_units(currency)
     whole, fraction = divmod(minor, 10**exponent)
     text = f"{whole:,}" if grouped else str(whole)
@@ -252,9 +240,7 @@ def test_parse_amount_reads_back_a_formatted_amount(
         ("1.234", "KWD", 1234),
     ],
 )
-def test_parse_amount_reads_what_borrowers_type(
-    text: str, currency: str, expected: int
-) -> None:
+def test_parse_amount_reads_what_borrowers_type(text: str, currency: str, expected: int) -> None:
     assert parse_amount(text, currency) == expected
 
 
@@ -279,18 +265,14 @@ def test_parse_amount_reads_what_borrowers_type(
         ("-12.50", "CNY", "amount_negative"),
     ],
 )
-def test_parse_amount_refuses_what_is_not_an_exact_amount(
-    text: str, currency: str, code: str
-) -> None:
+def test_parse_amount_refuses_what_is_not_an_exact_amount(text: str, currency: str, code: str) -> None:
     with pytest.raises(DomainError) as raised:
         parse_amount(text, currency)
     assert raised.value.code == code
 
 
 @given(st.text(max_size=50), currencies)
-def test_parse_amount_either_parses_or_refuses_cleanly(
-    text: str, currency: str
-) -> None:
+def test_parse_amount_either_parses_or_refuses_cleanly(text: str, currency: str) -> None:
     try:
         assert parse_amount(text, currency) >= 0
     except DomainError as error:

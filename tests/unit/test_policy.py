@@ -14,14 +14,9 @@ def valid_policies(draw: st.DrawFn) -> Policy:
     mid = draw(st.integers(min_value=early + 1, max_value=120))
     late = draw(st.integers(min_value=mid + 1, max_value=240))
     charge_off = draw(st.integers(min_value=late + 1, max_value=720))
-    currencies = draw(
-        st.lists(st.sampled_from(["CNY", "USD", "EUR", "JPY", "KWD"]), unique=True)
-    )
+    currencies = draw(st.lists(st.sampled_from(["CNY", "USD", "EUR", "JPY", "KWD"]), unique=True))
     fees = {c: draw(st.integers(min_value=0, max_value=10**6)) for c in currencies}
-    caps = {
-        c: fee + draw(st.integers(min_value=0, max_value=10**7))
-        for c, fee in fees.items()
-    }
+    caps = {c: fee + draw(st.integers(min_value=0, max_value=10**7)) for c, fee in fees.items()}
     days = st.integers(min_value=1, max_value=720)
     return Policy(
         early_from_dpd=early,

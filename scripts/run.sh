@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Sets up, migrates, seeds the demo data and runs Accord on the embedded defaults
+# (SQLite and Huey's SQLite store under instance/), with a Huey consumer beside the web server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh run
+
+export ACCORD_ENV="${ACCORD_ENV:-development}"
+port="${ACCORD_PORT:-5000}"
+flask=(.venv/bin/flask --app wsgi)
+
+"${flask[@]}" db upgrade
+"${flask[@]}" demo seed
+
+.venv/bin/huey_consumer portal.tasks.huey -w 2 -k thread -m 1 -q &
+consumer=$!
+.venv/bin/gunicorn -w 2 -b "127.0.0.1:$port" --access-logfile - wsgi:app &
+web=$!
+trap 'kill "$web" "$consumer" 2>/dev/null; wait "$web" "$consumer" 2>/dev/null' EXIT INT TERM
+
+for _ in $(seq 50); do
+  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+cat <<MSG
+
+  Accord is running:  http://127.0.0.1:$port/
+  Staff sign-in:      http://127.0.0.1:$port/staff/login
+    e-mail            admin@demo.accord.example (or agent@, supervisor@, collector@, finance@)
+    password          accord-demo-2026
+    6-digit code      .venv/bin/flask --app wsgi demo totp admin@demo.accord.example
+  Stop with Ctrl-C.
+
+MSG
+wait "$web"
