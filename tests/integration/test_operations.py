@@ -159,3 +159,32 @@ def test_background_jobs_use_sqlite_by_default_and_redis_when_configured(monkeyp
     redis_huey.execute(task)
     assert result.get() == 5
     redis_huey.flush()
+
+
+def test_the_nightly_ledger_check_counts_accounts_that_differ(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from alembic import command
+    from sqlalchemy import update
+
+    from portal import tasks
+    from portal.extensions import db
+    from portal.migrations import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'nightly.db'}"
+    command.upgrade(alembic_config(url), "head")
+    monkeypatch.setenv("ACCORD_DATABASE_URL", url)
+    monkeypatch.setenv("ACCORD_SECRET_KEY", "nightly")
+    monkeypatch.setenv("ACCORD_INSTANCE_PATH", str(tmp_path))
+    tasks._app.cache_clear()
+    try:
+        app = tasks._app()
+        with app.app_context(), db.session_scope() as scratch:
+            demo.seed(scratch, env="development", today=dt.date(2026, 11, 25), borrowers=3)
+        assert tasks.verify_ledger_nightly.call_local() == 0
+        with app.app_context(), db.session_scope() as scratch:
+            scratch.execute(
+                update(Account).where(Account.id == 1).values(fees_balance=Account.fees_balance + 1)
+            )
+            scratch.commit()
+        assert tasks.verify_ledger_nightly.call_local() == 1
+    finally:
+        tasks._app.cache_clear()
