@@ -85,9 +85,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             "DATABASE_URL": url,
             "SECRET_KEY": "e2e-secret-key-not-for-production",
             "INSTANCE_PATH": str(workdir / "instance"),
-            # The limiter is one process-wide object too, and the integration app turns it off;
-            # these journeys sign in a handful of users from one address and test no limits.
-            "RATELIMIT_ENABLED": False,
+            # Every journey signs in from 127.0.0.1; the limit itself is tested in the integration
+            # tests. (Leave RATELIMIT_ENABLED alone: the Limiter is one process-wide object and
+            # turning it off here would turn it off for every app built after this one.)
+            "SIGNIN_RATE_LIMIT": "200 per minute",
         }
     )
     with app.app_context(), db.session_scope() as session:
@@ -210,9 +211,8 @@ def _overflow_at(page: Page, width: int) -> str | None:
     found: dict[str, Any] = page.evaluate(_OVERFLOW_JS)
     if found["scrollWidth"] <= found["width"]:
         return None
-    return (
-        f"at {width} px the page is {found['scrollWidth']} px wide; wider elements: "
-        + ("; ".join(found["offenders"]) or "none found")
+    return f"at {width} px the page is {found['scrollWidth']} px wide; wider elements: " + (
+        "; ".join(found["offenders"]) or "none found"
     )
 
 
