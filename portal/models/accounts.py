@@ -90,7 +90,7 @@ class LedgerEntry(Base):
         one_of("component", [c.value for c in Component], "component"),
         one_of("kind", [k.value for k in EntryKind], "kind"),
         one_of("actor_type", ACTOR_TYPES, "actor_type"),
-        Index("ix_ledger_entry_account_posted", "account_id", "id"),
+        Index("ix_ledger_entry_statement", "account_id", "effective_on", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.orm import Session, joinedload
 
 from portal.models import Account, Borrower, LedgerEntry
@@ -65,24 +66,35 @@ class StatementLine:
 @dataclass(frozen=True)
 class Statement:
     lines: list[StatementLine]
-    older_than: int | None  # the id to pass for the next (older) page, if any
+    older_than: str | None  # the cursor for the next (older) page, if any
 
 
-def statement(session: Session, account: Account, before_id: int | None = None) -> Statement:
-    """The ledger newest first with the running total balance, a page at a time."""
+def parse_cursor(raw: str | None) -> tuple[dt.date, int] | None:
+    """A statement cursor, "2026-01-31.1234" (effective date, entry id); anything else is no cursor."""
+    date_part, _, id_part = (raw or "").partition(".")
+    try:
+        return dt.date.fromisoformat(date_part), int(id_part)
+    except ValueError:
+        return None
+
+
+def statement(session: Session, account: Account, before: tuple[dt.date, int] | None = None) -> Statement:
+    """The ledger newest first by effective date, with the running total balance, a page at a time."""
+    order_key = tuple_(LedgerEntry.effective_on, LedgerEntry.id)
     stmt = select(LedgerEntry).where(LedgerEntry.account_id == account.id)
     newer = 0
-    if before_id is not None:
-        stmt = stmt.where(LedgerEntry.id < before_id)
+    if before is not None:
+        stmt = stmt.where(order_key < before)
         newer = (
             session.scalar(
                 select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-                    LedgerEntry.account_id == account.id, LedgerEntry.id >= before_id
+                    LedgerEntry.account_id == account.id, order_key >= before
                 )
             )
             or 0
         )
-    entries = list(session.scalars(stmt.order_by(LedgerEntry.id.desc()).limit(STATEMENT_PAGE + 1)))
+    stmt = stmt.order_by(LedgerEntry.effective_on.desc(), LedgerEntry.id.desc()).limit(STATEMENT_PAGE + 1)
+    entries = list(session.scalars(stmt))
     has_more = len(entries) > STATEMENT_PAGE
     entries = entries[:STATEMENT_PAGE]
     balance = account.total_balance - newer
@@ -90,7 +102,8 @@ def statement(session: Session, account: Account, before_id: int | None = None) 
     for entry in entries:
         lines.append(StatementLine(entry, balance))
         balance -= entry.amount
-    return Statement(lines, entries[-1].id if has_more and entries else None)
+    cursor = f"{entries[-1].effective_on.isoformat()}.{entries[-1].id}" if has_more else None
+    return Statement(lines, cursor)
 
 
 def reveal_personal_data(session: Session, actor: Actor, role: str, borrower_id: int) -> Borrower:

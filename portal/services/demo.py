@@ -22,7 +22,7 @@ from portal.services.audit import SYSTEM
 from portal.services.staff import hash_password
 from workflows.access import Role
 from workflows.delinquency import days_past_due, stage_for
-from workflows.ledger import EntryKind, Posting
+from workflows.ledger import EntryKind, Posting, postings_for_allocation
 from workflows.money import Component, allocate, round_half_even
 from workflows.policy import Policy, Stage
 
@@ -161,6 +161,37 @@ def _months_back(day: dt.date, months: int) -> dt.date:
     return dt.date(month_index // 12, month_index % 12 + 1, min(day.day, 28))
 
 
+def _history(
+    spec: dict[str, object],
+    policy: Policy,
+    *,
+    opened: dt.date,
+    oldest_unpaid: dt.date | None,
+    today: dt.date,
+) -> list[tuple[dt.date, EntryKind]]:
+    """The account's life in date order: monthly interest, the part payments the borrower made
+    before falling behind, and a late fee for each missed month past the grace days (capped)."""
+    payments = int(spec["payments"])  # type: ignore[call-overload]
+    dpd = int(spec["dpd"])  # type: ignore[call-overload]
+    events: list[tuple[dt.date, EntryKind]] = []
+    for months_ago in range(payments + dpd // 30 + 1):
+        events.append((_months_back(today, months_ago), EntryKind.INTEREST))
+    arrears_from = oldest_unpaid or today
+    for p in range(payments):
+        events.append((arrears_from - dt.timedelta(days=10 + 30 * p), EntryKind.PAYMENT))
+    fee_days = [
+        arrears_from + dt.timedelta(days=policy.late_fee_grace_days + 30 * m)
+        for m in range(dpd // 30 + 1)
+        if dpd > policy.late_fee_grace_days + 30 * m
+    ]
+    events.extend((day, EntryKind.FEE) for day in fee_days)
+    order = {EntryKind.INTEREST: 0, EntryKind.FEE: 1, EntryKind.PAYMENT: 2}
+    return sorted(
+        ((day, kind) for day, kind in events if opened < day <= today),
+        key=lambda event: (event[0], order[event[1]]),
+    )
+
+
 def _create_account(
     session: Session,
     creditor: Creditor,
@@ -204,57 +235,22 @@ def _create_account(
         cause=cause,
         actor=SYSTEM,
         effective_on=opened,
-        memo="Balance at placement",
     )
-    # Monthly interest on the outstanding principal since the oldest unpaid due date,
-    # at least one month, so overdue accounts carry the interest that made them overdue.
-    months = max(1, dpd // 30 + 1) if dpd else 1
-    for m in range(months, 0, -1):
-        interest = round_half_even(account.principal_balance * rate_bp, 12 * 10_000)
-        ledger.post(
-            session,
-            account,
-            EntryKind.INTEREST,
-            [Posting(Component.INTEREST, interest)],
-            cause=cause,
-            actor=SYSTEM,
-            effective_on=_months_back(today, m - 1),
-            memo="Monthly interest",
-        )
-    # Late fees: one per missed month past the grace days, up to the policy's cap.
     fee = policy.late_fee_amount.get(account.currency, 0)
-    cap = policy.late_fee_cap_per_account.get(account.currency, 0)
-    charged = 0
-    for m in range(dpd // 30 + (1 if dpd > policy.late_fee_grace_days else 0)):
-        if fee == 0 or charged + fee > cap:
-            break
-        ledger.post(
-            session,
-            account,
-            EntryKind.FEE,
-            [Posting(Component.FEES, fee)],
-            cause=cause,
-            actor=SYSTEM,
-            effective_on=(oldest_unpaid or today) + dt.timedelta(days=policy.late_fee_grace_days + 30 * m),
-            memo="Late fee",
-        )
-        charged += fee
-    # Some partial payments in the past, allocated by the default waterfall.
-    for p in range(int(spec["payments"])):  # type: ignore[call-overload]
-        amount = round_half_even(account.total_balance, 20 + 10 * p)
-        allocation = allocate(amount, account.balances())
-        postings = [Posting(c, -v) for c, v in allocation.applied.items() if v]
+    fee_cap = policy.late_fee_cap_per_account.get(account.currency, 0)
+    fees_charged = 0
+    for day, kind in _history(spec, policy, opened=opened, oldest_unpaid=oldest_unpaid, today=today):
+        if kind is EntryKind.INTEREST:
+            amount = round_half_even(account.principal_balance * rate_bp, 12 * 10_000)
+            postings = [Posting(Component.INTEREST, amount)] if amount else []
+        elif kind is EntryKind.FEE:
+            postings = [Posting(Component.FEES, fee)] if fee and fees_charged + fee <= fee_cap else []
+            fees_charged += fee if postings else 0
+        else:  # a part payment, allocated by the default waterfall as a real one would be
+            allocation = allocate(round_half_even(account.total_balance, 12), account.balances())
+            postings = postings_for_allocation(allocation)
         if postings:
-            ledger.post(
-                session,
-                account,
-                EntryKind.PAYMENT,
-                postings,
-                cause=cause,
-                actor=SYSTEM,
-                effective_on=(oldest_unpaid or today) - dt.timedelta(days=10 + 30 * p),
-                memo="Payment",
-            )
+            ledger.post(session, account, kind, postings, cause=cause, actor=SYSTEM, effective_on=day)
     before = audit.snapshot(account, ("dpd", "stage"))
     account.dpd = days_past_due(oldest_unpaid, today)
     account.stage = stage_for(account.dpd, policy, referred_to_legal=spec["stage"] == Stage.LEGAL).value

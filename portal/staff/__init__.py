@@ -51,8 +51,8 @@ def account(account_id: int) -> Any:
     acct = account_service.get_account(db.session, account_id)
     if acct is None:
         abort(404)
-    before = request.args.get("before", type=int)
-    stmt = account_service.statement(db.session, acct, before)
+    cursor = account_service.parse_cursor(request.args.get("before"))
+    stmt = account_service.statement(db.session, acct, cursor)
     return render_template(
         "staff/account.html",
         account=acct,

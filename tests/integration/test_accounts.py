@@ -87,7 +87,7 @@ def test_statement_lists_entries_newest_first_with_running_balance_and_pages(
     assert len(first.lines) == account_service.STATEMENT_PAGE
     assert first.lines[0].balance_after == account.total_balance
     assert first.older_than is not None
-    older = account_service.statement(session, account, first.older_than)
+    older = account_service.statement(session, account, account_service.parse_cursor(first.older_than))
     assert len(older.lines) == 11
     assert older.older_than is None
     everything = first.lines + older.lines
@@ -117,3 +117,33 @@ def test_search_page_lists_matches_with_links(signed_in, session: Session) -> No
     page = client.get("/staff/accounts", query_string={"q": "LN-PAGE"}).get_data(as_text=True)
     assert f'href="/staff/accounts/{account.id}"' in page
     assert "1 account found" in page
+
+
+def test_statement_orders_by_effective_date_even_when_posted_late(session: Session) -> None:
+    account = factories.account(session, principal=10_000)  # effective 2025-01-15
+    for day, amount in ((dt.date(2025, 3, 1), 300), (dt.date(2025, 2, 1), 200)):
+        ledger.post(
+            session,
+            account,
+            EntryKind.INTEREST,
+            [Posting(Component.INTEREST, amount)],
+            cause="test",
+            actor=SYSTEM,
+            effective_on=day,
+        )
+    session.commit()
+    lines = account_service.statement(session, account).lines
+    assert [line.entry.effective_on for line in lines] == [
+        dt.date(2025, 3, 1),
+        dt.date(2025, 2, 1),
+        dt.date(2025, 1, 15),
+    ]
+    assert [line.balance_after for line in lines] == [10_500, 10_200, 10_000]
+
+
+@pytest.mark.parametrize("cursor", ["", "garbage", "2026-13-01.5", "2026-01-01.x", "2026-01-01"])
+def test_a_malformed_statement_cursor_shows_the_first_page(signed_in, session: Session, cursor: str) -> None:  # type: ignore[no-untyped-def]
+    assert account_service.parse_cursor(cursor) is None
+    account = factories.account(session)
+    response = signed_in(Role.AGENT).get(f"/staff/accounts/{account.id}", query_string={"before": cursor})
+    assert response.status_code == 200

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 08e7289488b5
+Revision ID: 8de2bb761c58
 Revises:
-Create Date: 2026-11-25 16:51:45.710179
+Create Date: 2026-11-25 17:01:37.783534
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "08e7289488b5"
+
+revision: str = "8de2bb761c58"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -32,8 +33,7 @@ def upgrade() -> None:
         sa.Column("request_id", sa.String(length=64), nullable=True),
         sa.Column("ip", sa.String(length=64), nullable=True),
         sa.CheckConstraint(
-            "actor_type IN ('staff', 'borrower', 'system')",
-            name=op.f("ck_audit_event_actor_type"),
+            "actor_type IN ('staff', 'borrower', 'system')", name=op.f("ck_audit_event_actor_type")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_event")),
     )
@@ -122,10 +122,7 @@ def upgrade() -> None:
             "currency IN ('AUD', 'BHD', 'CAD', 'CHF', 'CNY', 'EUR', 'GBP', 'HKD', 'JPY', 'KRW', 'KWD', 'MOP', 'SGD', 'TWD', 'USD')",
             name=op.f("ck_account_currency"),
         ),
-        sa.CheckConstraint(
-            "product_type IN ('loan', 'credit_card')",
-            name=op.f("ck_account_product_type"),
-        ),
+        sa.CheckConstraint("product_type IN ('loan', 'credit_card')", name=op.f("ck_account_product_type")),
         sa.CheckConstraint(
             "stage IN ('current', 'early', 'mid', 'late', 'legal', 'charged_off')",
             name=op.f("ck_account_stage"),
@@ -137,28 +134,20 @@ def upgrade() -> None:
         sa.CheckConstraint("interest_balance >= 0", name=op.f("ck_account_interest_not_negative")),
         sa.CheckConstraint("principal_balance >= 0", name=op.f("ck_account_principal_not_negative")),
         sa.ForeignKeyConstraint(
-            ["borrower_id"],
-            ["borrower.id"],
-            name=op.f("fk_account_borrower_id_borrower"),
+            ["borrower_id"], ["borrower.id"], name=op.f("fk_account_borrower_id_borrower")
         ),
         sa.ForeignKeyConstraint(
-            ["creditor_id"],
-            ["creditor.id"],
-            name=op.f("fk_account_creditor_id_creditor"),
+            ["creditor_id"], ["creditor.id"], name=op.f("fk_account_creditor_id_creditor")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_account")),
         sa.UniqueConstraint(
-            "creditor_id",
-            "external_reference",
-            name=op.f("uq_account_creditor_id_external_reference"),
+            "creditor_id", "external_reference", name=op.f("uq_account_creditor_id_external_reference")
         ),
     )
     with op.batch_alter_table("account", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_account_borrower_id"), ["borrower_id"], unique=False)
         batch_op.create_index(
-            batch_op.f("ix_account_external_reference"),
-            ["external_reference"],
-            unique=False,
+            batch_op.f("ix_account_external_reference"), ["external_reference"], unique=False
         )
         batch_op.create_index("ix_account_stage_dpd", ["stage", "dpd"], unique=False)
 
@@ -172,9 +161,7 @@ def upgrade() -> None:
         sa.Column("created_by_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["created_by_id"],
-            ["staff_user.id"],
-            name=op.f("fk_policy_version_created_by_id_staff_user"),
+            ["created_by_id"], ["staff_user.id"], name=op.f("fk_policy_version_created_by_id_staff_user")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_policy_version")),
         sa.UniqueConstraint("version", name=op.f("uq_policy_version_version")),
@@ -193,12 +180,10 @@ def upgrade() -> None:
         sa.Column("effective_on", sa.Date(), nullable=False),
         sa.Column("posted_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
-            "actor_type IN ('staff', 'borrower', 'system')",
-            name=op.f("ck_ledger_entry_actor_type"),
+            "actor_type IN ('staff', 'borrower', 'system')", name=op.f("ck_ledger_entry_actor_type")
         ),
         sa.CheckConstraint(
-            "component IN ('principal', 'interest', 'fees')",
-            name=op.f("ck_ledger_entry_component"),
+            "component IN ('principal', 'interest', 'fees')", name=op.f("ck_ledger_entry_component")
         ),
         sa.CheckConstraint(
             "kind IN ('charge', 'interest', 'fee', 'payment', 'waiver', 'reversal', 'adjustment')",
@@ -206,14 +191,12 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint("amount <> 0", name=op.f("ck_ledger_entry_amount_not_zero")),
         sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["account.id"],
-            name=op.f("fk_ledger_entry_account_id_account"),
+            ["account_id"], ["account.id"], name=op.f("fk_ledger_entry_account_id_account")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_entry")),
     )
     with op.batch_alter_table("ledger_entry", schema=None) as batch_op:
-        batch_op.create_index("ix_ledger_entry_account_posted", ["account_id", "id"], unique=False)
+        batch_op.create_index("ix_ledger_entry_statement", ["account_id", "effective_on", "id"], unique=False)
 
     # ### end Alembic commands ###
 
@@ -221,7 +204,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
     with op.batch_alter_table("ledger_entry", schema=None) as batch_op:
-        batch_op.drop_index("ix_ledger_entry_account_posted")
+        batch_op.drop_index("ix_ledger_entry_statement")
 
     op.drop_table("ledger_entry")
     op.drop_table("policy_version")
