@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,15 @@ def _jsonable(value: Any) -> Any:
 def snapshot(obj: Any, fields: Iterable[str]) -> dict[str, Any]:
     """The named attributes of ``obj`` as JSON-ready values, for ``before``/``after``."""
     return {name: _jsonable(getattr(obj, name)) for name in fields}
+
+
+@contextmanager
+def change(session: Session, actor: Actor, action: str, obj: Any, fields: Iterable[str]) -> Iterator[None]:
+    """Audit the change made inside the block to ``obj``'s ``fields`` (one event, before and after)."""
+    fields = tuple(fields)
+    before = snapshot(obj, fields)
+    yield
+    record(session, actor, action, obj.__tablename__, obj.id, before=before, after=snapshot(obj, fields))
 
 
 def record(

@@ -251,18 +251,10 @@ def _create_account(
             postings = postings_for_allocation(allocation)
         if postings:
             ledger.post(session, account, kind, postings, cause=cause, actor=SYSTEM, effective_on=day)
-    before = audit.snapshot(account, ("dpd", "stage"))
-    account.dpd = days_past_due(oldest_unpaid, today)
-    account.stage = stage_for(account.dpd, policy, referred_to_legal=spec["stage"] == Stage.LEGAL).value
-    audit.record(
-        session,
-        SYSTEM,
-        "account.stage_set",
-        "account",
-        account.id,
-        before=before,
-        after=audit.snapshot(account, ("dpd", "stage")),
-    )
+    with audit.change(session, SYSTEM, "account.stage_set", account, ["dpd", "stage"]):
+        account.dpd = days_past_due(oldest_unpaid, today)
+        referred = spec["stage"] == Stage.LEGAL
+        account.stage = stage_for(account.dpd, policy, referred_to_legal=referred).value
     return account
 
 

@@ -91,19 +91,10 @@ def verify_totp(session: Session, user: StaffUser, code: str, now: dt.datetime |
     step = _matching_step(user.totp_secret, code, now)
     if step is None or (user.totp_last_step is not None and step <= user.totp_last_step):
         return False
-    before = audit.snapshot(user, ("totp_enrolled",))
     user.totp_last_step = step
     if not user.totp_enrolled:
-        user.totp_confirmed_at = now
-        audit.record(
-            session,
-            Actor.staff(user),
-            "staff.totp_enrolled",
-            "staff_user",
-            user.id,
-            before=before,
-            after=audit.snapshot(user, ("totp_enrolled",)),
-        )
+        with audit.change(session, Actor.staff(user), "staff.totp_enrolled", user, ["totp_enrolled"]):
+            user.totp_confirmed_at = now
     user.last_signed_in_at = now
     audit.record(session, Actor.staff(user), "staff.signed_in", "staff_user", user.id)
     session.commit()
@@ -168,20 +159,11 @@ def _load(session: Session, user_id: int) -> StaffUser:
 def reset_totp(session: Session, actor: Actor, user_id: int) -> StaffUser:
     """Forget a user's authenticator (lost phone): they enrol again, and their sessions end."""
     user = _load(session, user_id)
-    before = audit.snapshot(user, AUDITED_FIELDS)
-    user.totp_secret = None
-    user.totp_confirmed_at = None
-    user.totp_last_step = None
-    user.session_version += 1
-    audit.record(
-        session,
-        actor,
-        "staff.totp_reset",
-        "staff_user",
-        user.id,
-        before=before,
-        after=audit.snapshot(user, AUDITED_FIELDS),
-    )
+    with audit.change(session, actor, "staff.totp_reset", user, AUDITED_FIELDS):
+        user.totp_secret = None
+        user.totp_confirmed_at = None
+        user.totp_last_step = None
+        user.session_version += 1
     session.commit()
     return user
 
@@ -193,32 +175,14 @@ def set_active(session: Session, actor: Actor, user_id: int, active: bool) -> St
         raise DomainError("cannot_disable_self", "You cannot disable your own account.")
     if user.is_active == active:
         return user
-    before = audit.snapshot(user, AUDITED_FIELDS)
-    user.is_active = active
-    user.session_version += 1
-    audit.record(
-        session,
-        actor,
-        "staff.enabled" if active else "staff.disabled",
-        "staff_user",
-        user.id,
-        before=before,
-        after=audit.snapshot(user, AUDITED_FIELDS),
-    )
+    with audit.change(session, actor, "staff.enabled" if active else "staff.disabled", user, AUDITED_FIELDS):
+        user.is_active = active
+        user.session_version += 1
     session.commit()
     return user
 
 
 def sign_out_everywhere(session: Session, user: StaffUser) -> None:
-    before = audit.snapshot(user, ("session_version",))
-    user.session_version += 1
-    audit.record(
-        session,
-        Actor.staff(user),
-        "staff.signed_out_everywhere",
-        "staff_user",
-        user.id,
-        before=before,
-        after=audit.snapshot(user, ("session_version",)),
-    )
+    with audit.change(session, Actor.staff(user), "staff.signed_out_everywhere", user, ["session_version"]):
+        user.session_version += 1
     session.commit()
