@@ -49,6 +49,7 @@ REFERENCE = "/_bench/reference/"
 TARGET_RATIO = 0.6
 TARGET_P99_MS = 100.0
 MAX_SECONDS = 300  # a bound on any single wrk run
+UNSTABLE_SPREAD = 1.25  # fastest/slowest round of a route beyond this: the machine was not quiet
 
 
 class BenchError(RuntimeError):
@@ -135,13 +136,17 @@ def sign_in(port: int, email: str, password: str, totp_secret: str) -> str:
 
 
 def check_pages(port: int, cookie: str, account_id: int, reference: str) -> None:
-    """Both routes answer 200 with the account's reference: the numbers will be for real pages."""
-    for path in (f"{PAGE}{account_id}", f"{REFERENCE}{account_id}"):
-        resp = http_request(port, "GET", path, cookie=cookie)
+    """Both routes answer 200 with the account's reference (the page with the staff cookie, the
+    reference route without one), and the page without the cookie does not."""
+    for path, with_cookie in ((f"{PAGE}{account_id}", cookie), (f"{REFERENCE}{account_id}", None)):
+        resp = http_request(port, "GET", path, cookie=with_cookie)
         if resp.status != 200:
             raise BenchError(f"GET {path} answered {resp.status} -> {resp.location!r}")
         if reference not in resp.body:
             raise BenchError(f"GET {path} does not show {reference}")
+    anonymous = http_request(port, "GET", f"{PAGE}{account_id}")
+    if anonymous.status == 200:
+        raise BenchError(f"GET {PAGE}{account_id} answered 200 without signing in")
 
 
 # --------------------------------------------------------------------------- gunicorn
@@ -180,7 +185,7 @@ def start_gunicorn(port: int, workers: int, env: dict[str, str], log: Path) -> s
         "wsgi:app",
     ]  # fmt: skip
     with log.open("wb") as out:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path, timeout: float = 30.0) -> None:
@@ -269,22 +274,22 @@ def parse_wrk(route: str, out: str) -> WrkResult:
     )
 
 
-def run_wrk(args: argparse.Namespace, port: int, cookie: str, prefix: str, duration: int) -> str:
+def run_wrk(args: argparse.Namespace, port: int, cookie: str | None, prefix: str, duration: int) -> str:
     cmd = [
         args.wrk,
         f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s", "--timeout", "10s", "--latency",
-        "-H", f"Cookie: {COOKIE}={cookie}",
+        *(["-H", f"Cookie: {COOKIE}={cookie}"] if cookie else []),
         "-s", str(LUA),
         f"http://{HOST}:{port}",
         "--", prefix, "1", str(args.accounts), str(args.seed),
     ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=False)  # noqa: S603
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=False)
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
     return done.stdout
 
 
-def measure(args: argparse.Namespace, port: int, cookie: str, route: str, prefix: str) -> WrkResult:
+def measure(args: argparse.Namespace, port: int, cookie: str | None, route: str, prefix: str) -> WrkResult:
     out = run_wrk(args, port, cookie, prefix, args.duration)
     if args.verbose:
         print(out)
@@ -341,7 +346,7 @@ def git_revision() -> str:
     git = shutil.which("git")
     if not git:
         return ""
-    done = subprocess.run(  # noqa: S603
+    done = subprocess.run(
         [git, "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
     )
     return done.stdout.strip()
@@ -358,13 +363,21 @@ def postgres_version(url: str) -> str:
         engine.dispose()
 
 
-def print_table(args: argparse.Namespace, ref: WrkResult, page: WrkResult, ratio: float) -> None:
+def print_table(
+    args: argparse.Namespace, ref: WrkResult, page: WrkResult, ratio: float, load: dict[str, object]
+) -> None:
     print()
     print(
         f"Accord bench: {args.accounts:,} accounts, gunicorn -w {args.workers} (sync), "
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s"
         + (f", median of {args.rounds} rounds" if args.rounds > 1 else "")
     )
+    busy, during = load.get("cpu_busy_before"), load.get("cpu_during_measurement")
+    if isinstance(busy, float) and isinstance(during, dict):
+        print(
+            f"{os.cpu_count()} CPUs: {busy:.0%} busy in the second before the run; during it "
+            f"{during['busy']:.0%} busy, {during['steal']:.1%} stolen by the VM host"
+        )
     print(f"{'route':<32} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'requests':>10}")
     for label, r in ((f"reference {REFERENCE}<id>", ref), (f"page {PAGE}<id>", page)):
         print(f"{label:<32} {r.requests_per_s:>10.1f} {r.p50_ms:>9.2f} {r.p99_ms:>9.2f} {r.requests:>10}")
@@ -373,8 +386,11 @@ def print_table(args: argparse.Namespace, ref: WrkResult, page: WrkResult, ratio
             print(f"  socket errors: {errors}")
     ratio_ok = ratio >= TARGET_RATIO
     p99_ok = page.p99_ms <= TARGET_P99_MS
-    print(f"ratio page/reference: {ratio:.2f}  (target >= {TARGET_RATIO}: {'met' if ratio_ok else 'NOT MET'})")
-    print(f"page p99: {page.p99_ms:.1f} ms  (target <= {TARGET_P99_MS:.0f} ms: {'met' if p99_ok else 'NOT MET'})")
+    print(
+        f"ratio page/reference: {ratio:.2f}  (target >= {TARGET_RATIO}: {'met' if ratio_ok else 'NOT MET'})"
+    )
+    verdict = "met" if p99_ok else "NOT MET"
+    print(f"page p99: {page.p99_ms:.1f} ms  (target <= {TARGET_P99_MS:.0f} ms: {verdict})")
 
 
 # --------------------------------------------------------------------------- main
@@ -401,7 +417,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--duration and --warmup must be at most {MAX_SECONDS} s")
     if not 1 <= args.rounds <= 10:
         parser.error("--rounds must be 1 to 10")
-    if not urlsplit(args.server).hostname in ("127.0.0.1", "localhost", "::1"):
+    if urlsplit(args.server).hostname not in ("127.0.0.1", "localhost", "::1"):
         parser.error("--server must be on a loopback address")
     return args
 
@@ -430,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     totp_secret = pyotp.random_base32()
     bench_seed.upsert_staff_user(url, hash_password(password), totp_secret)
 
+    load: dict[str, object] = {"at_start": _loadavg(), "cpu_busy_before": cpu_busy()}
+    if (busy := load["cpu_busy_before"]) is not None and busy > 0.25:  # type: ignore[operator]
+        print(f"warning: the CPUs were {busy:.0%} busy just before the run: figures will be noisy")
     port = free_port()
     log = RESULTS / f"{stamp}-gunicorn.log"
     with tempfile.TemporaryDirectory(prefix="accord-bench-") as instance:
@@ -442,14 +461,20 @@ def main(argv: list[str] | None = None) -> int:
             probe_ref = "CC-" if _is_card(url, probe) else "LN-"
             check_pages(port, cookie, probe, f"{probe_ref}{probe:07d}")
             print("signed in; page and reference answer 200 with the account's reference")
+            # The reference route is measured as the cheapest database-backed page: no cookie,
+            # so no staff user is loaded, one primary-key query.
             if args.warmup:
-                for prefix in (REFERENCE, PAGE):
-                    run_wrk(args, port, cookie, prefix, args.warmup)
+                run_wrk(args, port, None, REFERENCE, args.warmup)
+                run_wrk(args, port, cookie, PAGE, args.warmup)
+            load["before"] = _loadavg()
+            counters = cpu_times()
             refs: list[WrkResult] = []
             pages: list[WrkResult] = []
             for _ in range(args.rounds):
-                refs.append(measure(args, port, cookie, "reference", REFERENCE))
+                refs.append(measure(args, port, None, "reference", REFERENCE))
                 pages.append(measure(args, port, cookie, "page", PAGE))
+            load["after"] = _loadavg()
+            load["cpu_during_measurement"] = cpu_share(counters, cpu_times())
             if proc.poll() is not None:
                 raise BenchError(f"gunicorn died during the run:\n{tail(log)}")
         finally:
@@ -457,13 +482,27 @@ def main(argv: list[str] | None = None) -> int:
 
     ref, page = median_result("reference", refs), median_result("page", pages)
     ratio = page.requests_per_s / ref.requests_per_s
-    print_table(args, ref, page, ratio)
+    print_table(args, ref, page, ratio, load)
+    ratios = [p.requests_per_s / r.requests_per_s for r, p in zip(refs, pages, strict=True)]
+    spread = {
+        route: round(max(x.requests_per_s for x in runs) / min(x.requests_per_s for x in runs), 2)
+        for route, runs in (("reference", refs), ("page", pages))
+    }
+    unstable = max(spread.values()) > UNSTABLE_SPREAD
+    if len(refs) > 1:
+        print(f"per-round ratios: {', '.join(f'{x:.2f}' for x in ratios)}")
+    if unstable:
+        print(
+            f"warning: req/s varied by up to {max(spread.values()):.2f}x between rounds: something else "
+            "used the CPUs; run again on a quiet machine"
+        )
     met = ratio >= TARGET_RATIO and page.p99_ms <= TARGET_P99_MS
     result = {
         "started_at": started.isoformat(timespec="seconds"),
         "git": git_revision(),
         "machine": machine(),
         "postgresql": postgres_version(url),
+        "load_average": load,
         "parameters": {
             k: getattr(args, k)
             for k in ("accounts", "duration", "connections", "threads", "workers", "warmup", "rounds", "seed")
@@ -480,6 +519,9 @@ def main(argv: list[str] | None = None) -> int:
         },
         "rounds": {"reference": [asdict(r) for r in refs], "page": [asdict(r) for r in pages]},
         "ratio": round(ratio, 3),
+        "round_ratios": [round(x, 3) for x in ratios],
+        "round_spread": spread,
+        "unstable": unstable,
         "targets": {
             "ratio_min": TARGET_RATIO,
             "p99_max_ms": TARGET_P99_MS,
@@ -491,6 +533,37 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(f"results: {out.relative_to(ROOT)}")
     return 1 if args.check and not met else 0
+
+
+def cpu_times() -> list[int] | None:
+    """The machine's CPU time counters (user nice system idle iowait irq softirq steal)."""
+    try:
+        return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_share(before: list[int] | None, after: list[int] | None) -> dict[str, float] | None:
+    """Busy and stolen (by the VM's host) shares of all CPUs between two ``cpu_times``."""
+    if not before or not after:
+        return None
+    delta = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(delta)
+    if total <= 0:
+        return None
+    return {"busy": round(1 - (delta[3] + delta[4]) / total, 3), "steal": round(delta[7] / total, 3)}
+
+
+def cpu_busy(seconds: float = 1.0) -> float | None:
+    """The share of all CPUs busy over the next ``seconds``, or None where unknown."""
+    before = cpu_times()
+    time.sleep(seconds)
+    share = cpu_share(before, cpu_times())
+    return share["busy"] if share else None
+
+
+def _loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _is_card(url: str, account_id: int) -> bool:

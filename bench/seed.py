@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -64,17 +66,71 @@ def _check_bench_database(url: str) -> str:
     return name
 
 
-def ensure_database(url: str) -> bool:
-    """Create the database if it is missing; True if it was created."""
+def _admin_engine(url: str):  # type: ignore[no-untyped-def]
+    return create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+
+
+def ensure_database(url: str, *, recreate: bool = False) -> bool:
+    """Create the database if it is missing (drop it first if ``recreate``); True if created."""
     name = _check_bench_database(url)
-    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    admin = _admin_engine(url)
     try:
         with admin.connect() as conn:
             exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
-            if exists:
+            if exists and recreate:
+                conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+            elif exists:
                 return False
             conn.execute(text(f'CREATE DATABASE "{name}"'))
             return True
+    finally:
+        admin.dispose()
+
+
+def _fingerprint(*parts: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(hashlib.sha256(part).digest())
+    return digest.hexdigest()[:16]
+
+
+def migrations_fingerprint() -> str:
+    """Changes whenever a migration changes, even one edited in place under the same revision."""
+    files = [ROOT / "migrations" / "env.py", *sorted((ROOT / "migrations" / "versions").glob("*.py"))]
+    return _fingerprint(*(f"{f.name}\n".encode() + f.read_bytes() for f in files))
+
+
+def seed_fingerprint() -> str:
+    statements = (PLAN_SQL, CREDITOR_SQL, BORROWER_SQL, ACCOUNT_SQL, LEDGER_SQL)
+    return _fingerprint(*(sql.encode() for sql in statements))
+
+
+# What the database holds is recorded as its comment (COMMENT ON DATABASE): no extra table.
+def read_stamp(url: str) -> dict[str, object]:
+    name = _check_bench_database(url)
+    admin = _admin_engine(url)
+    try:
+        with admin.connect() as conn:
+            raw = conn.scalar(
+                text("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = :n"),
+                {"n": name},
+            )
+    finally:
+        admin.dispose()
+    try:
+        stamp = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return stamp if isinstance(stamp, dict) else {}
+
+
+def write_stamp(url: str, stamp: dict[str, object]) -> None:
+    name = _check_bench_database(url)
+    literal = json.dumps(stamp, sort_keys=True).replace("'", "''")
+    admin = _admin_engine(url)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"COMMENT ON DATABASE \"{name}\" IS '{literal}'"))
     finally:
         admin.dispose()
 
@@ -125,13 +181,17 @@ SELECT i,
        CASE WHEN i % 25 = 0 THEN 'business' ELSE 'person' END,
        CASE WHEN en
             THEN (ARRAY['James','Mary','Robert','Linda','Michael','Susan','David','Karen'])[1 + i % 8]
-                 || ' ' || (ARRAY['Smith','Johnson','Brown','Garcia','Miller','Davis','Wilson'])[1 + (i / 8) % 7]
+                 || ' '
+                 || (ARRAY['Smith','Johnson','Brown','Garcia','Miller','Davis','Wilson'])[1 + (i / 8) % 7]
             ELSE (ARRAY['王','李','张','刘','陈','杨','黄','赵','吴','周'])[1 + i % 10]
-                 || (ARRAY['伟','芳','娜','敏','静','磊','强','洋','艳','军','杰','涛'])[1 + (i / 10) % 12] END,
-       CASE WHEN i % 25 = 0 THEN CASE WHEN en THEN 'Bench Trading Co. ' || i ELSE '基准贸易有限公司' || i END END,
+                 || (ARRAY['伟','芳','娜','敏','静','磊','强','洋','艳','军','杰','涛'])[1 + (i / 10) % 12]
+       END,
+       CASE WHEN i % 25 = 0
+            THEN CASE WHEN en THEN 'Bench Trading Co. ' || i ELSE '基准贸易有限公司' || i END END,
        CASE WHEN i % 25 = 0 THEN '91310000' || lpad((i::bigint * 7919 % 10000000000)::text, 10, '0') END,
        born,
-       CASE WHEN en THEN (100 + i % 800) || '-' || lpad((i % 100)::text, 2, '0') || '-' || lpad((i % 10000)::text, 4, '0')
+       CASE WHEN en THEN (100 + i % 800) || '-' || lpad((i % 100)::text, 2, '0') || '-'
+                         || lpad((i % 10000)::text, 4, '0')
             ELSE (110000 + i % 549000) || to_char(born, 'YYYYMMDD') || lpad((i % 10000)::text, 4, '0') END,
        CASE WHEN en THEN '+1' || (2010000000 + i) ELSE '+86138' || lpad(i::text, 8, '0') END,
        'borrower' || i || '@example.com',
@@ -209,19 +269,23 @@ def _timed(report: SeedReport, phase: str, started: float) -> float:
     return now
 
 
-def seed(url: str, accounts: int, *, reseed: bool = False, today: dt.date | None = None) -> SeedReport:
+def seed(
+    url: str, accounts: int, *, reseed: bool = False, today: dt.date | None = None, stamp: dict | None = None
+) -> SeedReport:
     """Make the database hold exactly ``accounts`` bench accounts (reusing them when it already does)."""
     _check_bench_database(url)
     if accounts < 1:
         raise SystemExit("--accounts must be at least 1")
     today = today or dt.datetime.now(dt.UTC).date()
     report = SeedReport(accounts=accounts)
+    stamp = read_stamp(url) if stamp is None else stamp
+    same_data = stamp.get("seed") == seed_fingerprint() and stamp.get("accounts") == accounts
     engine = create_engine(url)
     try:
         t = time.perf_counter()
         with engine.begin() as conn:
             count, bench_creditors = _existing_accounts(conn)
-            if not reseed and count == accounts and bench_creditors == CREDITORS:
+            if not reseed and same_data and count == accounts and bench_creditors == CREDITORS:
                 report.reused = True
                 report.ledger_entries = int(conn.scalar(text("SELECT count(*) FROM ledger_entry")) or 0)
                 return report
@@ -251,6 +315,7 @@ def seed(url: str, accounts: int, *, reseed: bool = False, today: dt.date | None
         _timed(report, "verify", t)
     finally:
         engine.dispose()
+    write_stamp(url, {**stamp, "seed": seed_fingerprint(), "accounts": accounts, "seeded_on": str(today)})
     return report
 
 
@@ -301,12 +366,24 @@ def upsert_staff_user(url: str, password_hash: str, totp_secret: str) -> int:
 
 
 def prepare(url: str, accounts: int, *, reseed: bool = False) -> SeedReport:
-    """Create, migrate and seed: everything the runner needs before it starts the server."""
+    """Create, migrate and seed: everything the runner needs before it starts the server.
+
+    A database built from other migrations (a different revision, or a migration edited in place)
+    is dropped and created again: it is the benchmark's own, and its schema must be today's.
+    """
     t = time.perf_counter()
     ensure_database(url)
+    stamp = read_stamp(url)
+    if stamp.get("migrations") != migrations_fingerprint():
+        name = make_url(url).database
+        print(f"database {name}: built from other migrations (or not stamped); creating it afresh")
+        ensure_database(url, recreate=True)
+        stamp = {}
     migrate(url)
+    stamp = {**stamp, "migrations": migrations_fingerprint()}
+    write_stamp(url, stamp)
     migrated = round(time.perf_counter() - t, 2)
-    report = seed(url, accounts, reseed=reseed)
+    report = seed(url, accounts, reseed=reseed, stamp=stamp)
     report.seconds = {"create_and_migrate": migrated, **report.seconds}
     return report
 
