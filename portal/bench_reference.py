@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, render_template_string
+from flask import Blueprint, abort, render_template
 
 from portal.extensions import db
 from portal.models import Account
@@ -25,4 +25,4 @@ def reference(account_id: int) -> Any:
     account = db.session.get(Account, account_id)
     if account is None:
         abort(404)
-    return render_template_string(TEMPLATE, a=account)
+    return render_template("bench/reference.html", a=account)

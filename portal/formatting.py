@@ -1,34 +1,78 @@
-"""Jinja filters: money, dates and masked personal data, formatted for the user's locale."""
+"""Jinja filters: money, dates and masked personal data, formatted for the user's locale.
+
+Pages print dozens of amounts and strings, so the locale's patterns and the request's
+translations are looked up once and reused, not once per call.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from decimal import Decimal
+from typing import Any
 
-from flask import Flask
-from flask_babel import format_currency, format_date, format_datetime, get_locale
+from babel import Locale
+from babel.dates import format_date as babel_format_date
+from babel.numbers import NumberPattern
+from flask import Flask, g
+from flask_babel import format_datetime, get_locale, get_translations
 
 from workflows import access
 from workflows.money import minor_units
 
 
+@functools.lru_cache(maxsize=64)
+def _currency_pattern(locale_name: str) -> tuple[Locale, NumberPattern]:
+    locale = Locale.parse(locale_name)
+    return locale, locale.currency_formats["standard"]
+
+
+def _locale_name() -> str:
+    name = g.get("_accord_locale")
+    if name is None:
+        name = g._accord_locale = str(get_locale())
+    return str(name)
+
+
 def money(amount: int, currency: str) -> str:
     """Minor units to a localised amount, exactly (a Decimal shift, never a float)."""
-    return format_currency(Decimal(amount).scaleb(-minor_units(currency)), currency)
+    locale, pattern = _currency_pattern(_locale_name())
+    return pattern.apply(Decimal(amount).scaleb(-minor_units(currency)), locale, currency=currency)
+
+
+def date(value: dt.date | None, fmt: str = "medium") -> str:
+    if value is None:
+        return "—"
+    return babel_format_date(value, fmt, locale=_currency_pattern(_locale_name())[0])
+
+
+def _translations() -> Any:
+    translations = g.get("_accord_translations")
+    if translations is None:
+        translations = g._accord_translations = get_translations()
+    return translations
 
 
 def html_lang() -> str:
-    return "zh-Hans" if str(get_locale()).startswith("zh") else "en"
+    return "zh-Hans" if _locale_name().startswith("zh") else "en"
 
 
 def init_app(app: Flask) -> None:
     app.jinja_env.filters.update(
         money=money,
-        date=lambda d, fmt="medium": format_date(d, fmt) if d else "—",
+        date=date,
         datetime=lambda d, fmt="medium": format_datetime(d, fmt) if d else "—",
         mask_phone=lambda v: access.mask_phone(v or ""),
         mask_email=lambda v: access.mask_email(v or ""),
         mask_national_id=lambda v: access.mask_national_id(v or ""),
         mask_date_of_birth=lambda v: access.mask_date_of_birth(v) if isinstance(v, dt.date) else "—",
     )
-    app.jinja_env.globals.update(html_lang=html_lang, current_locale=lambda: str(get_locale()))
+    app.jinja_env.globals.update(html_lang=html_lang, current_locale=_locale_name)
+    # Flask-Babel's callables find the domain, the locale and the catalogue on every string.
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
+        gettext=lambda s: _translations().ugettext(s),
+        ngettext=lambda s, p, n: _translations().ungettext(s, p, n),
+        pgettext=lambda c, s: _translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: _translations().unpgettext(c, s, p, n),
+        newstyle=True,
+    )

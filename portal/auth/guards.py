@@ -54,7 +54,10 @@ def guard_staff_request() -> Any:
         end_session()
         flash(_("Your session has ended. Please sign in again."), "info")
         return redirect(url_for("auth.staff_login"))
-    session["seen_at"] = int(now)
+    # Re-signing the cookie on every response costs time on every page; a minute's precision
+    # on the idle limit does not matter.
+    if now - session.get("seen_at", 0) > 60:
+        session["seen_at"] = int(now)
     view = current_app.view_functions.get(request.endpoint or "")
     if view is None:
         return None  # 404/405 follow

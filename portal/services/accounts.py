@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy import Row, func, or_, select, tuple_
 from sqlalchemy.orm import Session, joinedload
 
 from portal.models import Account, Borrower, LedgerEntry
@@ -59,7 +60,7 @@ def get_account(session: Session, account_id: int) -> Account | None:
 
 @dataclass(frozen=True)
 class StatementLine:
-    entry: LedgerEntry
+    entry: Row[Any]  # id, effective_on, kind, component, amount, memo of a ledger entry
     balance_after: int  # the account's total balance right after this entry
 
 
@@ -81,7 +82,15 @@ def parse_cursor(raw: str | None) -> tuple[dt.date, int] | None:
 def statement(session: Session, account: Account, before: tuple[dt.date, int] | None = None) -> Statement:
     """The ledger newest first by effective date, with the running total balance, a page at a time."""
     order_key = tuple_(LedgerEntry.effective_on, LedgerEntry.id)
-    stmt = select(LedgerEntry).where(LedgerEntry.account_id == account.id)
+    # Plain rows, not ORM objects: a statement is read-only and this is the busiest staff page.
+    stmt = select(
+        LedgerEntry.id,
+        LedgerEntry.effective_on,
+        LedgerEntry.kind,
+        LedgerEntry.component,
+        LedgerEntry.amount,
+        LedgerEntry.memo,
+    ).where(LedgerEntry.account_id == account.id)
     newer = 0
     if before is not None:
         stmt = stmt.where(order_key < before)
@@ -94,7 +103,7 @@ def statement(session: Session, account: Account, before: tuple[dt.date, int] | 
             or 0
         )
     stmt = stmt.order_by(LedgerEntry.effective_on.desc(), LedgerEntry.id.desc()).limit(STATEMENT_PAGE + 1)
-    entries = list(session.scalars(stmt))
+    entries = list(session.execute(stmt))
     has_more = len(entries) > STATEMENT_PAGE
     entries = entries[:STATEMENT_PAGE]
     balance = account.total_balance - newer
