@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -51,9 +51,24 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """``make_app(DATABASE_URL=…, …)``: an extra app for one test, its connections closed after."""
+    made: list[Flask] = []
+
+    def make(**config: object) -> Flask:
+        settings = {"ACCORD_ENV": "test", "SECRET_KEY": "extra-app", "INSTANCE_PATH": str(tmp_path)}
+        made.append(create_app({**settings, **config}))
+        return made[-1]
+
+    yield make
+    for extra in made:
+        db.bound(extra).engine.dispose()
+
+
 @pytest.fixture(scope="session")
-def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Flask:
-    return create_app(
+def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    application = create_app(
         {
             "ACCORD_ENV": "test",
             "DATABASE_URL": database_url,
@@ -64,6 +79,8 @@ def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Flask:
             "TESTING": True,
         }
     )
+    yield application
+    db.bound(application).engine.dispose()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal import create_app
 from portal.config import ConfigError, load_config
 from portal.models import Account, AuditEvent, StaffUser
 from portal.services import demo, ledger
@@ -24,29 +23,15 @@ def test_liveness_and_readiness_when_migrated(client: FlaskClient) -> None:
     assert ready.json == {"status": "ok", "database": "ok", "migrations": "current"}
 
 
-def test_readiness_fails_when_migrations_are_pending(tmp_path: Path) -> None:
-    app = create_app(
-        {
-            "ACCORD_ENV": "test",
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}",
-            "SECRET_KEY": "x",
-            "INSTANCE_PATH": str(tmp_path),
-        }
-    )
+def test_readiness_fails_when_migrations_are_pending(make_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}")
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.json["migrations"] == "pending"
 
 
-def test_readiness_fails_when_the_database_is_unreachable(tmp_path: Path) -> None:
-    app = create_app(
-        {
-            "ACCORD_ENV": "test",
-            "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
-            "SECRET_KEY": "x",
-            "INSTANCE_PATH": str(tmp_path),
-        }
-    )
+def test_readiness_fails_when_the_database_is_unreachable(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/none")
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.json["database"] == "unreachable"
@@ -187,4 +172,5 @@ def test_the_nightly_ledger_check_counts_accounts_that_differ(monkeypatch, tmp_p
             scratch.commit()
         assert tasks.verify_ledger_nightly.call_local() == 1
     finally:
+        db.bound(tasks._app()).engine.dispose()
         tasks._app.cache_clear()

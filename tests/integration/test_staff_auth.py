@@ -12,7 +12,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal import create_app
 from portal.models import AuditEvent, StaffUser
 from portal.services import staff as staff_service
 from tests import factories
@@ -146,17 +145,12 @@ def test_an_idle_session_ends(client: FlaskClient, staff_of) -> None:  # type: i
     assert response.location.endswith("/staff/login")
 
 
-def test_sign_in_is_rate_limited_with_a_friendly_page(database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    app = create_app(
-        {
-            "ACCORD_ENV": "test",
-            "DATABASE_URL": database_url,
-            "SECRET_KEY": "rate-limit-test",
-            "INSTANCE_PATH": str(tmp_path),
-            "WTF_CSRF_ENABLED": False,
-            "SIGNIN_RATE_LIMIT": "3 per minute",
-            "RATELIMIT_STORAGE_URI": "memory://",
-        }
+def test_sign_in_is_rate_limited_with_a_friendly_page(database_url: str, make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(
+        DATABASE_URL=database_url,
+        WTF_CSRF_ENABLED=False,
+        SIGNIN_RATE_LIMIT="3 per minute",
+        RATELIMIT_STORAGE_URI="memory://",
     )
     client = app.test_client()
     client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
