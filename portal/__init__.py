@@ -30,10 +30,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     babel.init_app(app, locale_selector=select_locale)
     login_manager.init_app(app)
 
-    from portal import auth, errors, formatting, labels, public, staff
+    from portal import auth, borrower, errors, formatting, labels, public, staff
     from portal.admin import admin_bp
 
     app.register_blueprint(public.bp)
+    app.register_blueprint(borrower.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(staff.bp)
     app.register_blueprint(admin_bp)
@@ -41,6 +42,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     formatting.init_app(app)
     labels.init_app(app)
     auth.init_login(app)
+
+    if app.config["ACCORD_ENV"] == "development":
+        from portal import dev
+
+        app.register_blueprint(dev.bp)
 
     if app.config["BENCH_REFERENCE_ROUTE"]:
         from portal import bench_reference

@@ -59,6 +59,7 @@ def demo_seed(borrowers: int) -> None:
             today=dt.datetime.now(dt.UTC).date(),
             borrowers=borrowers,
         )
+        examples = demo_service.sign_in_examples(session)
     click.echo(
         f"Demo data: {result.borrowers_created} borrowers, {result.accounts_created} accounts, "
         f"{result.staff_created} staff users created (existing ones kept)."
@@ -67,6 +68,9 @@ def demo_seed(borrowers: int) -> None:
     for role, email, _name in demo_service.DEMO_STAFF:
         click.echo(f"  {role.value:<11} {email}")
     click.echo("The 6-digit code: flask --app wsgi demo totp EMAIL")
+    click.echo("Borrower sign-in (/signin; the code is in the outbox at /dev/outbox):")
+    for language, reference, born in examples:
+        click.echo(f"  {language:<11} reference {reference}, date of birth {born.isoformat()}")
 
 
 @demo_cli.command("totp")

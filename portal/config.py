@@ -85,8 +85,26 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "BABEL_DEFAULT_TIMEZONE": "UTC",
         "BABEL_TRANSLATION_DIRECTORIES": str(ROOT / "translations"),
         "LANGUAGES": ("zh_Hans_CN", "en"),
+        # Messages: "outbox" keeps them in the database (development, demo); "live" sends them.
+        "NOTIFIER": _env("NOTIFIER", "live" if env == "production" else "outbox"),
+        "SMTP_HOST": _env("SMTP_HOST"),
+        "SMTP_PORT": _int("SMTP_PORT", 25),
+        "SMTP_FROM": _env("SMTP_FROM", "Accord <no-reply@accord.invalid>"),
+        "SMTP_STARTTLS": _env("SMTP_STARTTLS") == "1",
+        "SMTP_USERNAME": _env("SMTP_USERNAME"),
+        "SMTP_PASSWORD": _env("SMTP_PASSWORD"),
+        "SMS_GATEWAY_URL": _env("SMS_GATEWAY_URL"),
+        "SMS_GATEWAY_TOKEN": _env("SMS_GATEWAY_TOKEN"),
+        "BORROWER_IDLE_MINUTES": _int("BORROWER_IDLE_MINUTES", 15),
+        "BORROWER_ABSOLUTE_HOURS": _int("BORROWER_ABSOLUTE_HOURS", 12),
         "BENCH_REFERENCE_ROUTE": _env("BENCH_REFERENCE_ROUTE") == "1",
         "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
     }
     config.update(overrides)
+    if config["NOTIFIER"] not in ("outbox", "live"):
+        raise ConfigError(f"ACCORD_NOTIFIER must be outbox or live, not {config['NOTIFIER']!r}")
+    if env == "production" and config["NOTIFIER"] == "outbox":
+        raise ConfigError(
+            "ACCORD_NOTIFIER=outbox keeps sign-in codes instead of sending them: not in production"
+        )
     return config

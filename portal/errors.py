@@ -28,6 +28,14 @@ MESSAGES = {
     "amount_invalid": _l("Enter an amount such as 1234.50."),
     "amount_too_precise": _l("The amount has too many decimal places."),
     "amount_negative": _l("The amount cannot be negative."),
+    "identifier_invalid": _l("Enter your account reference or mobile number."),
+    "signin_expired": _l("That sign-in has expired. Please start again."),
+    "resend_wait": _l("Please wait %(minutes)s minutes before asking for another code."),
+    "code_format": _l("Enter the 6 digits of the code we sent."),
+    "code_wrong": _l("That code is not right. Check it and try again."),
+    "code_too_many_tries": _l("Too many wrong codes. Ask for a new code."),
+    "code_expired": _l("This code has expired. Ask for a new code."),
+    "code_used": _l("This code has already been used. Ask for a new code."),
 }
 
 

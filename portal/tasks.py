@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 
 from portal.config import load_config
@@ -37,13 +40,37 @@ def _app() -> Flask:
     return create_app()
 
 
+@contextmanager
+def _app_context() -> Iterator[Flask]:
+    """The caller's app when a task runs inline (tests, immediate mode), else this process's own."""
+    if has_app_context():
+        yield current_app._get_current_object()  # type: ignore[attr-defined]
+        return
+    app = _app()
+    with app.app_context():
+        yield app
+
+
+@huey.task(retries=3, retry_delay=30)
+def send_message(message: dict[str, Any] | None) -> None:
+    """Send one message through the configured notifier. ``None`` is a no-op, enqueued where a
+    message was not due so that both paths of a request do the same work (no timing tell)."""
+    if message is None:
+        return
+    from portal.extensions import db
+    from portal.integrations.notify import Message, notifier_from_config
+
+    with _app_context() as app, db.session_scope() as session:
+        notifier_from_config(app.config).send(session, Message(**message))
+
+
 @huey.periodic_task(crontab(hour="2", minute="30"))
 def verify_ledger_nightly() -> int:
     """Every night: prove cached balances equal the ledger; log each account that does not."""
     from portal.extensions import db
     from portal.services import ledger
 
-    with _app().app_context(), db.session_scope() as session:
+    with _app_context(), db.session_scope() as session:
         problems = ledger.discrepancies(session)
     for p in problems:
         log.error("ledger mismatch on account %s: cached %s, ledger %s", p.account_id, p.cached, p.ledger)

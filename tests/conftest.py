@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from portal import create_app
 from portal.extensions import db
 from portal.migrations import alembic_config
-from portal.models import StaffUser
+from portal.models import Borrower, StaffUser
+from portal.tasks import huey
 from tests import factories
 from workflows.access import Role
 
@@ -38,6 +39,10 @@ def _prepare_postgres(url: str) -> None:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
+
+
+# Background jobs run inline, in the test's transaction (Huey's immediate mode).
+huey.immediate = True
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +116,7 @@ def client(app: Flask, session: Session) -> FlaskClient:
     return client
 
 
-def sign_in(client: FlaskClient, user: StaffUser) -> FlaskClient:
+def sign_in(client: FlaskClient, user: StaffUser | Borrower) -> FlaskClient:
     """Put a signed-in staff session in the client's cookie (the real flow is tested in test_staff_auth)."""
     with client.session_transaction() as sess:
         sess["_user_id"] = user.get_id()

@@ -15,7 +15,7 @@ from markupsafe import Markup
 from portal.auth.forms import StaffLoginForm, TotpForm
 from portal.auth.guards import end_session
 from portal.extensions import db, limiter, login_manager
-from portal.models import StaffUser
+from portal.models import Borrower, StaffUser
 from portal.services import staff as staff_service
 
 bp = Blueprint("auth", __name__, url_prefix="/staff")
@@ -35,13 +35,14 @@ def init_login(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(user_id: str) -> Any:
+        """ "staff:<id>:<session version>" or "borrower:<id>:<session version>": a bumped version
+        (sign out everywhere, a disabled user) ends every session that carries the old one."""
         kind, _, rest = user_id.partition(":")
-        if kind != "staff":
-            return None
+        model = {"staff": StaffUser, "borrower": Borrower}.get(kind)
         raw_id, _, version = rest.partition(":")
-        if not raw_id.isdigit():
+        if model is None or not raw_id.isdigit():
             return None
-        user = db.session.get(StaffUser, int(raw_id))
+        user = db.session.get(model, int(raw_id))
         if user is None or not user.is_active or str(user.session_version) != version:
             return None
         return user

@@ -2,8 +2,10 @@
 
 from portal.models.accounts import Account, LedgerEntry
 from portal.models.audit import AuditEvent
+from portal.models.messages import OutboundMessage
 from portal.models.parties import Borrower, Creditor
 from portal.models.policy import PolicyVersion
+from portal.models.signin import SigninAttempt, SigninCode
 from portal.models.staff import StaffUser
 
 __all__ = [
@@ -12,6 +14,9 @@ __all__ = [
     "Borrower",
     "Creditor",
     "LedgerEntry",
+    "OutboundMessage",
     "PolicyVersion",
+    "SigninAttempt",
+    "SigninCode",
     "StaffUser",
 ]

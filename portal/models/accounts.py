@@ -34,6 +34,8 @@ class Account(Base):
         CheckConstraint("interest_balance >= 0", name="interest_not_negative"),
         CheckConstraint("fees_balance >= 0", name="fees_not_negative"),
         CheckConstraint("dpd >= 0", name="dpd_not_negative"),
+        CheckConstraint("overdue_amount >= 0", name="overdue_not_negative"),
+        CheckConstraint("next_due_amount >= 0", name="next_due_not_negative"),
         CheckConstraint("annual_rate_bp >= 0", name="rate_not_negative"),
         Index("ix_account_stage_dpd", "stage", "dpd"),
     )
@@ -48,6 +50,11 @@ class Account(Base):
     annual_rate_bp: Mapped[int]
     opened_on: Mapped[dt.date] = mapped_column(Date)
     oldest_unpaid_due_on: Mapped[dt.date | None] = mapped_column(Date)
+    # From the lender's schedule: the part of the balance past its due date, and the next
+    # instalment. They classify the balance; only ledger entries change it.
+    overdue_amount: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    next_due_on: Mapped[dt.date | None] = mapped_column(Date)
+    next_due_amount: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # Cached sums of the ledger, per component; `flask ledger verify` proves them.
     principal_balance: Mapped[int] = mapped_column(BigInteger, default=0)
     interest_balance: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -53,9 +53,19 @@ class Borrower(Base):
     region: Mapped[str | None] = mapped_column(String(100))
     postal_code: Mapped[str | None] = mapped_column(String(20))
     country: Mapped[str] = mapped_column(String(2), default="CN")
+    # Bumped to end every session of this borrower ("sign out everywhere").
+    session_version: Mapped[int] = mapped_column(default=1, server_default="1")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     accounts: Mapped[list[Account]] = relationship(back_populates="borrower")
+
+    # Flask-Login protocol
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+
+    def get_id(self) -> str:
+        return f"borrower:{self.id}:{self.session_version}"
 
     @property
     def display_name(self) -> str:

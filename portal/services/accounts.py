@@ -79,8 +79,15 @@ def parse_cursor(raw: str | None) -> tuple[dt.date, int] | None:
         return None
 
 
-def statement(session: Session, account: Account, before: tuple[dt.date, int] | None = None) -> Statement:
-    """The ledger newest first by effective date, with the running total balance, a page at a time."""
+def statement(
+    session: Session,
+    account: Account,
+    before: tuple[dt.date, int] | None = None,
+    *,
+    page: int | None = STATEMENT_PAGE,
+) -> Statement:
+    """The ledger newest first by effective date, with the running total balance, a page at a time
+    (``page=None``: all of it, for a printed statement)."""
     order_key = tuple_(LedgerEntry.effective_on, LedgerEntry.id)
     # Plain rows, not ORM objects: a statement is read-only and this is the busiest staff page.
     stmt = select(
@@ -102,10 +109,12 @@ def statement(session: Session, account: Account, before: tuple[dt.date, int] | 
             )
             or 0
         )
-    stmt = stmt.order_by(LedgerEntry.effective_on.desc(), LedgerEntry.id.desc()).limit(STATEMENT_PAGE + 1)
+    stmt = stmt.order_by(LedgerEntry.effective_on.desc(), LedgerEntry.id.desc())
+    if page is not None:
+        stmt = stmt.limit(page + 1)
     entries = list(session.execute(stmt))
-    has_more = len(entries) > STATEMENT_PAGE
-    entries = entries[:STATEMENT_PAGE]
+    has_more = page is not None and len(entries) > page
+    entries = entries[:page]
     balance = account.total_balance - newer
     lines = []
     for entry in entries:

@@ -251,11 +251,35 @@ def _create_account(
             postings = postings_for_allocation(allocation)
         if postings:
             ledger.post(session, account, kind, postings, cause=cause, actor=SYSTEM, effective_on=day)
+    # The lender's schedule: a monthly instalment; what fell due and was not paid is overdue.
+    instalment = round_half_even(account.total_balance, 12)
+    missed = dpd // 30 + 1 if dpd else 0
+    account.overdue_amount = min(account.total_balance, instalment * missed + account.fees_balance)
+    next_due = (oldest_unpaid or today) + dt.timedelta(days=30 * missed)
+    account.next_due_on = next_due if next_due > today else today + dt.timedelta(days=30)
+    account.next_due_amount = instalment
     with audit.change(session, SYSTEM, "account.stage_set", account, ["dpd", "stage"]):
         account.dpd = days_past_due(oldest_unpaid, today)
         referred = spec["stage"] == Stage.LEGAL
         account.stage = stage_for(account.dpd, policy, referred_to_legal=referred).value
     return account
+
+
+def sign_in_examples(session: Session) -> list[tuple[str, str, dt.date]]:
+    """A demo borrower in each language with something overdue: (language, reference, date of birth)."""
+    examples = []
+    for language in ("zh_Hans_CN", "en"):
+        row = session.execute(
+            select(Account.external_reference, Borrower.date_of_birth)
+            .join(Borrower, Account.borrower_id == Borrower.id)
+            .join(Creditor, Account.creditor_id == Creditor.id)
+            .where(Creditor.code == DEMO_CREDITOR, Borrower.language == language, Account.dpd > 30)
+            .order_by(Account.id)
+            .limit(1)
+        ).first()
+        if row is not None and row[1] is not None:
+            examples.append((language, row[0], row[1]))
+    return examples
 
 
 def _seed_staff(session: Session) -> int:

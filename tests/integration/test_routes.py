@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from werkzeug.routing import Rule
 
 from portal import create_app
+from tests import factories
 from tests.conftest import sign_in
 from workflows.access import Permission, Role, can
 
@@ -26,6 +27,11 @@ PUBLIC_ENDPOINTS = {
     "auth.staff_totp",
     "auth.staff_enrol",
     "auth.staff_logout",
+    "borrower.signin",
+    "borrower.signin_code",
+    "borrower.signin_resend",
+    "borrower.signout",
+    "borrower.signout_everywhere",
 }
 STAFF_BLUEPRINTS = ("staff.", "admin.")
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -46,11 +52,18 @@ def _method(rule: Rule) -> str:
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.endpoint)
-def test_every_route_is_public_by_intent_or_staff_with_a_permission(rule: Rule, app: Flask) -> None:
+def test_every_route_is_public_by_intent_borrower_only_or_staff_with_a_permission(
+    rule: Rule, app: Flask
+) -> None:
     if rule.endpoint in PUBLIC_ENDPOINTS:
         return
-    assert rule.endpoint.startswith(STAFF_BLUEPRINTS), f"{rule.endpoint} is in no known audience"
     view = app.view_functions[rule.endpoint]
+    if rule.endpoint.startswith("borrower."):
+        assert getattr(view, "borrower_only", False), (
+            f"{rule.endpoint} is neither public nor @borrower_required"
+        )
+        return
+    assert rule.endpoint.startswith(STAFF_BLUEPRINTS), f"{rule.endpoint} is in no known audience"
     assert isinstance(getattr(view, "required_permission", None), Permission), (
         f"{rule.endpoint} declares no @requires(permission)"
     )
@@ -92,3 +105,31 @@ def test_every_staff_route_admits_exactly_the_roles_with_its_permission(
         assert response.status_code != 403, f"{role} refused at {rule.endpoint}"
     else:
         assert response.status_code == 403, f"{role} admitted at {rule.endpoint}"
+
+
+BORROWER_RULES = [
+    r for r in RULES if r.endpoint.startswith("borrower.") and r.endpoint not in PUBLIC_ENDPOINTS
+]
+
+
+@pytest.mark.parametrize("rule", BORROWER_RULES, ids=lambda r: r.endpoint)
+def test_every_borrower_page_sends_anonymous_users_and_staff_to_sign_in(
+    rule: Rule, client: FlaskClient, staff_of
+) -> None:  # type: ignore[no-untyped-def]
+    response = client.open(_url(rule), method=_method(rule))
+    assert response.status_code == 302
+    assert response.location.endswith("/signin")
+    sign_in(client, staff_of(Role.ADMIN))
+    assert client.open(_url(rule), method=_method(rule)).status_code == 302
+
+
+@pytest.mark.parametrize("rule", [r for r in BORROWER_RULES if r.arguments], ids=lambda r: r.endpoint)
+def test_another_borrowers_account_is_not_found(rule: Rule, client: FlaskClient, session) -> None:  # type: ignore[no-untyped-def]
+    mine = factories.account(session)
+    theirs = factories.account(session)
+    sign_in(client, mine.borrower)
+    own = client.get(rule.rule.replace("<int:account_id>", str(mine.id)))
+    assert own.status_code == 200
+    other = client.get(rule.rule.replace("<int:account_id>", str(theirs.id)))
+    assert other.status_code == 404
+    assert theirs.external_reference not in other.get_data(as_text=True)
