@@ -12,6 +12,13 @@ from portal.config import ROOT, load_config
 from portal.extensions import babel, csrf, db, limiter, login_manager, select_locale
 
 
+# Scripts, styles and images only from Accord itself; no inline script, no framing.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(
         __name__,
@@ -67,7 +74,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
-        if request.blueprint in ("staff", "admin", "auth"):
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        if app.config["ACCORD_ENV"] == "production":
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if request.blueprint in ("staff", "admin", "auth", "borrower", "dev"):
+            # Personal and financial data: never kept by the browser or a proxy.
             response.headers["Cache-Control"] = "no-store"
         return response
 

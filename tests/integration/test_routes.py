@@ -133,3 +133,19 @@ def test_another_borrowers_account_is_not_found(rule: Rule, client: FlaskClient,
     other = client.get(rule.rule.replace("<int:account_id>", str(theirs.id)))
     assert other.status_code == 404
     assert theirs.external_reference not in other.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ["/", "/signin", "/staff/login", "/healthz"])
+def test_pages_carry_a_strict_content_security_policy(client: FlaskClient, path: str) -> None:
+    response = client.get(path)
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert "frame-ancestors 'none'" in policy
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_signed_in_pages_are_not_cached(client: FlaskClient, session) -> None:  # type: ignore[no-untyped-def]
+    account = factories.account(session)
+    sign_in(client, account.borrower)
+    assert client.get("/home").headers["Cache-Control"] == "no-store"
