@@ -11,7 +11,6 @@ from flask import Flask, g, request
 from portal.config import ROOT, load_config
 from portal.extensions import babel, csrf, db, limiter, login_manager, select_locale
 
-
 # Scripts, styles and images only from Accord itself; no inline script, no framing.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

@@ -50,7 +50,7 @@ def smtp_server() -> Iterator[tuple[Controller, _Inbox]]:
 
 
 class _Gateway(BaseHTTPRequestHandler):
-    received: list[dict[str, object]] = []  # noqa: RUF012 - the test server's shared record
+    received: list[dict[str, object]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
