@@ -8,16 +8,20 @@ from urllib.parse import urlsplit
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
+from flask_login import current_user
 from sqlalchemy import text
 
 from portal.extensions import db
 from portal.migrations import alembic_config
+from portal.models import Borrower
 
 bp = Blueprint("public", __name__)
 
 
 @bp.get("/")
 def index() -> Any:
+    if isinstance(current_user._get_current_object(), Borrower):
+        return redirect(url_for("borrower.home"))
     return render_template("public/index.html")
 
 

@@ -25,6 +25,9 @@ done
 cat <<MSG
 
   Accord is running:  http://127.0.0.1:$port/
+  Borrower sign-in:   http://127.0.0.1:$port/signin
+    a reference and date of birth are printed by "demo seed" above;
+    the 6-digit code is in the development outbox: http://127.0.0.1:$port/dev/outbox
   Staff sign-in:      http://127.0.0.1:$port/staff/login
     e-mail            admin@demo.accord.example (or agent@, supervisor@, collector@, finance@)
     password          accord-demo-2026
