@@ -43,21 +43,28 @@ def end_session() -> None:
         session["lang"] = lang
 
 
+def session_still_fresh(idle_minutes: int, absolute_hours: int) -> bool:
+    """False (and the session ended) once it was idle or open too long; else note this visit."""
+    now = time.time()
+    seen, signed_in = session.get("seen_at", 0), session.get("auth_at", 0)
+    if now - seen > idle_minutes * 60 or now - signed_in > absolute_hours * 3600:
+        end_session()
+        return False
+    # Re-signing the cookie on every response costs time on every page; a minute's precision
+    # on the idle limit does not matter.
+    if now - seen > 60:
+        session["seen_at"] = int(now)
+    return True
+
+
 def guard_staff_request() -> Any:
     """``before_request`` for staff blueprints."""
     if not isinstance(current_user._get_current_object(), StaffUser):
         return redirect(url_for("auth.staff_login", next=request.full_path.rstrip("?")))
-    now = time.time()
-    idle = current_app.config["STAFF_IDLE_MINUTES"] * 60
-    absolute = current_app.config["STAFF_ABSOLUTE_HOURS"] * 3600
-    if now - session.get("seen_at", 0) > idle or now - session.get("auth_at", 0) > absolute:
-        end_session()
+    config = current_app.config
+    if not session_still_fresh(config["STAFF_IDLE_MINUTES"], config["STAFF_ABSOLUTE_HOURS"]):
         flash(_("Your session has ended. Please sign in again."), "info")
         return redirect(url_for("auth.staff_login"))
-    # Re-signing the cookie on every response costs time on every page; a minute's precision
-    # on the idle limit does not matter.
-    if now - session.get("seen_at", 0) > 60:
-        session["seen_at"] = int(now)
     view = current_app.view_functions.get(request.endpoint or "")
     if view is None:
         return None  # 404/405 follow

@@ -11,7 +11,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_babel import gettext as _
 from flask_login import current_user, login_user
 
-from portal.auth.guards import end_session
+from portal.auth.guards import end_session, session_still_fresh
 from portal.borrower.forms import CodeForm, IdentifyForm
 from portal.errors import user_message
 from portal.extensions import db, limiter
@@ -42,15 +42,10 @@ def borrower_required(view: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not isinstance(current_user._get_current_object(), Borrower):
             return redirect(url_for("borrower.signin"))
-        now = time.time()
-        idle = current_app.config["BORROWER_IDLE_MINUTES"] * 60
-        absolute = current_app.config["BORROWER_ABSOLUTE_HOURS"] * 3600
-        if now - session.get("seen_at", 0) > idle or now - session.get("auth_at", 0) > absolute:
-            end_session()
+        config = current_app.config
+        if not session_still_fresh(config["BORROWER_IDLE_MINUTES"], config["BORROWER_ABSOLUTE_HOURS"]):
             flash(_("You were signed out to protect your information. Please sign in again."), "info")
             return redirect(url_for("borrower.signin"))
-        if now - session.get("seen_at", 0) > 60:
-            session["seen_at"] = int(now)
         return view(*args, **kwargs)
 
     wrapper.borrower_only = True  # type: ignore[attr-defined]
