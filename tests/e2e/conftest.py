@@ -3,31 +3,41 @@
 per test. Also the checks every page must pass: axe-core (no serious or critical violation) and no
 horizontal overflow at 390 and 360 CSS pixels. Each checked page is saved as a full-page screenshot
 under test-artifacts/screenshots/ for a human to look at.
+
+Background jobs run inline in the server (Huey's immediate mode), so a borrower's sign-in code is
+in the outbox table by the time the next page shows: ``outbox`` reads it. ``borrowers`` hands out
+demo borrowers with something overdue, a different one to each test that signs in (a borrower
+gets at most three codes in 15 minutes).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import threading
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic import command
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
-from sqlalchemy import select
+from flask import Flask
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, ViewportSize, sync_playwright
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from portal import create_app
 from portal.config import ROOT
 from portal.extensions import db
 from portal.migrations import alembic_config
-from portal.models import Account, StaffUser
+from portal.models import Account, Borrower, OutboundMessage, StaffUser
 from portal.services import demo
+from portal.tasks import huey
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -40,7 +50,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 NARROW_PHONE_WIDTH = 360  # many borrowers' phones
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
@@ -60,10 +70,40 @@ class DemoAccount:
 
 
 @dataclass(frozen=True)
+class BorrowerAccount:
+    """One open account of a demo borrower, as the seed left it (amounts in minor units)."""
+
+    id: int
+    external_reference: str
+    currency: str
+    total_balance: int
+    overdue_amount: int
+    principal_balance: int
+    interest_balance: int
+    fees_balance: int
+    dpd: int
+
+
+@dataclass(frozen=True)
+class DemoBorrower:
+    """A demo borrower who can sign in: reference and date of birth; the code goes to ``phone``."""
+
+    id: int
+    language: str  # "en" or "zh_Hans_CN"
+    reference: str  # the external reference of the borrower's most overdue account
+    date_of_birth: dt.date
+    phone: str
+    accounts: tuple[BorrowerAccount, ...]  # open, most days late first (the dashboard's order)
+
+
+@dataclass(frozen=True)
 class LiveServer:
     url: str
     totp_secrets: dict[str, str]  # staff e-mail → TOTP secret, read once after seeding
     account: DemoAccount  # the first demo account, the one every journey looks up
+    # Per language, demo borrowers with an open account past due, ``demo.sign_in_examples``' first.
+    borrowers: dict[str, tuple[DemoBorrower, ...]] = field(default_factory=dict)
+    app: Flask | None = field(default=None, repr=False, compare=False)  # for reading the database
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -103,7 +143,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             phone=first.borrower.phone,
             national_id=first.borrower.national_id,
         )
+        borrowers = _demo_borrowers(session)
 
+    # No Huey consumer runs here: the sign-in code's job runs inline, in the request's thread.
+    was_immediate = huey.immediate
+    huey.immediate = True
     server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="accord-e2e-server", daemon=True)
     thread.start()
@@ -112,12 +156,133 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             url=f"http://127.0.0.1:{server.server_port}",
             totp_secrets={email: s for email, s in secrets.items() if s},
             account=account,
+            borrowers=borrowers,
+            app=app,
         )
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+        huey.immediate = was_immediate
         db.bound(app).engine.dispose()
+
+
+def _demo_borrowers(session: Session) -> dict[str, tuple[DemoBorrower, ...]]:
+    """Demo borrowers with a phone, a date of birth and an open account past due, per language;
+    the one ``demo.sign_in_examples`` names comes first."""
+    examples = {language: reference for language, reference, _born in demo.sign_in_examples(session)}
+    found: dict[str, list[DemoBorrower]] = {}
+    for borrower in session.scalars(select(Borrower).order_by(Borrower.id)):
+        accounts = sorted((a for a in borrower.accounts if a.status == "open"), key=lambda a: (-a.dpd, a.id))
+        if not (accounts and accounts[0].dpd > 0 and borrower.phone and borrower.date_of_birth):
+            continue
+        references = {a.external_reference for a in accounts}
+        found.setdefault(borrower.language, []).append(
+            DemoBorrower(
+                id=borrower.id,
+                language=borrower.language,
+                reference=examples[borrower.language]
+                if examples.get(borrower.language) in references
+                else accounts[0].external_reference,
+                date_of_birth=borrower.date_of_birth,
+                phone=borrower.phone,
+                accounts=tuple(
+                    BorrowerAccount(
+                        id=a.id,
+                        external_reference=a.external_reference,
+                        currency=a.currency,
+                        total_balance=a.total_balance,
+                        overdue_amount=a.overdue_amount,
+                        principal_balance=a.principal_balance,
+                        interest_balance=a.interest_balance,
+                        fees_balance=a.fees_balance,
+                        dpd=a.dpd,
+                    )
+                    for a in accounts
+                ),
+            )
+        )
+    for language, candidates in found.items():
+        candidates.sort(key=lambda b: b.reference != examples.get(language))  # stable: the example first
+    return {language: tuple(candidates) for language, candidates in found.items()}
+
+
+class BorrowerPool:
+    """Hands each test that signs in a demo borrower no other test in this run has had."""
+
+    def __init__(self, borrowers: dict[str, tuple[DemoBorrower, ...]]) -> None:
+        self._left = {language: list(candidates) for language, candidates in borrowers.items()}
+
+    def take(self, language: str) -> DemoBorrower:
+        left = self._left.get(language)
+        if not left:
+            pytest.fail(f"no demo borrower in {language!r} with something overdue is left", pytrace=False)
+        return left.pop(0)
+
+
+@pytest.fixture(scope="session")
+def borrowers(live_server: LiveServer) -> BorrowerPool:
+    """``borrowers.take("en")`` → a demo borrower with something overdue, new to this run."""
+    return BorrowerPool(live_server.borrowers)
+
+
+SIGNIN_CODE = re.compile(r"\b(\d{6})\b")
+
+
+class Outbox:
+    """The ``outbound_message`` table of the live server's database, where the outbox notifier
+    keeps every message instead of sending it."""
+
+    def __init__(self, app: Flask) -> None:
+        self._sessions = db.bound(app).session_factory
+
+    def _read(self) -> Session:
+        return self._sessions()
+
+    def last_id(self) -> int:
+        with self._read() as session:
+            return int(session.scalar(select(func.coalesce(func.max(OutboundMessage.id), 0))) or 0)
+
+    def count(self) -> int:
+        with self._read() as session:
+            return int(session.scalar(select(func.count()).select_from(OutboundMessage)) or 0)
+
+    def messages_after(self, after_id: int) -> list[OutboundMessage]:
+        with self._read() as session:
+            rows = session.scalars(
+                select(OutboundMessage).where(OutboundMessage.id > after_id).order_by(OutboundMessage.id)
+            ).all()
+            session.expunge_all()
+            return list(rows)
+
+    def signin_code(self, recipient: str, *, after_id: int = 0, timeout: float = 5.0) -> str:
+        """The code in the newest sign-in message to ``recipient`` newer than ``after_id``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._read() as session:
+                body = session.scalar(
+                    select(OutboundMessage.body)
+                    .where(
+                        OutboundMessage.recipient == recipient,
+                        OutboundMessage.purpose == "signin_code",
+                        OutboundMessage.id > after_id,
+                    )
+                    .order_by(OutboundMessage.id.desc())
+                    .limit(1)
+                )
+            if body is not None:
+                found = SIGNIN_CODE.search(body)
+                assert found, f"no 6-digit code in the sign-in message to {recipient}: {body!r}"
+                return found.group(1)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no sign-in code reached the outbox for {recipient} within {timeout} s")
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def outbox(live_server: LiveServer) -> Outbox:
+    assert live_server.app is not None
+    return Outbox(live_server.app)
 
 
 @pytest.fixture(scope="session")
@@ -144,13 +309,16 @@ NewContext = Callable[..., BrowserContext]
 
 @pytest.fixture
 def new_context(browser: Browser, live_server: LiveServer) -> Iterator[NewContext]:
-    """``new_context(locale="zh-CN")`` → a fresh phone-sized context (own cookies), closed after the test."""
+    """``new_context(locale="zh-CN")`` → a fresh phone-sized context (own cookies), closed after the test.
+    ``viewport={"width": 360, "height": 780}`` for another phone than the default 390 by 844."""
     contexts: list[BrowserContext] = []
 
-    def make(locale: str = "en-US", accept_language: str | None = None) -> BrowserContext:
+    def make(
+        locale: str = "en-US", accept_language: str | None = None, viewport: ViewportSize | None = None
+    ) -> BrowserContext:
         context = browser.new_context(
             base_url=live_server.url,
-            viewport=PHONE,
+            viewport=viewport or PHONE,
             device_scale_factor=1,
             is_mobile=True,
             has_touch=True,
@@ -205,8 +373,19 @@ def screenshot(page: Page, name: str) -> Path:
     return path
 
 
-def _overflow_at(page: Page, width: int) -> str | None:
-    page.set_viewport_size({"width": width, "height": PHONE["height"]})
+def screenshot_at(page: Page, name: str, width: int) -> Path:
+    """A full-page screenshot at another width; the page's own viewport is restored after."""
+    original = page.viewport_size or PHONE
+    try:
+        page.set_viewport_size({"width": width, "height": original["height"]})
+        page.wait_for_function("w => document.documentElement.clientWidth === w", arg=width)
+        return screenshot(page, name)
+    finally:
+        page.set_viewport_size(original)
+
+
+def _overflow_at(page: Page, width: int, height: int = PHONE["height"]) -> str | None:
+    page.set_viewport_size({"width": width, "height": height})
     page.wait_for_function("w => document.documentElement.clientWidth === w", arg=width)
     found: dict[str, Any] = page.evaluate(_OVERFLOW_JS)
     if found["scrollWidth"] <= found["width"]:
@@ -218,14 +397,15 @@ def _overflow_at(page: Page, width: int) -> str | None:
 
 def assert_no_horizontal_overflow(page: Page, name: str) -> None:
     problems = []
+    original = page.viewport_size or PHONE  # put back after: a 360 px context stays 360 px wide
     try:
         for width in (PHONE["width"], NARROW_PHONE_WIDTH):
-            problem = _overflow_at(page, width)
+            problem = _overflow_at(page, width, original["height"])
             if problem:
                 problems.append(problem)
                 screenshot(page, f"{name}-{width}px")
     finally:
-        page.set_viewport_size(PHONE)
+        page.set_viewport_size(original)
     assert not problems, f"{name}: horizontal overflow on a phone\n  " + "\n  ".join(problems)
 
 
