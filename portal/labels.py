@@ -60,8 +60,8 @@ CONSEQUENCES = {
         _l("We may send you letters about the overdue amount"),
     ),
     ConsequenceKind.CREDIT_BUREAU: (
-        _l("The overdue amount will be reported to the credit bureau (征信)"),
-        _l("The overdue amount was reported to the credit bureau (征信); paying updates the record"),
+        _l("The overdue amount will be reported to the credit bureau"),
+        _l("The overdue amount was reported to the credit bureau; paying updates the record"),
     ),
     ConsequenceKind.HOME_VISITS: (
         _l("A member of our team may visit you at home"),

@@ -93,7 +93,7 @@ def signin_code() -> Any:
                 session.pop(ATTEMPT_KEY, None)
                 flash(user_message(exc), "error")
                 return redirect(url_for("borrower.signin"))
-            flash(user_message(exc), "error")
+            form.code.errors.append(user_message(exc))  # shown at the field, tied to it for screen readers
         else:
             end_session()  # a fresh session: nothing from before sign-in carries over
             login_user(borrower)

@@ -251,7 +251,10 @@ def test_a_wrong_code_is_refused_and_the_borrower_stays_on_the_code_page(
 
     enter_code(page, EN, f"{(int(code) + 1) % 1_000_000:06d}")
     expect(page).to_have_url(re.compile(r"/signin/code$"))
-    expect(page.get_by_role("status")).to_contain_text("That code is not right")
+    # The message sits at the field and is tied to it, so a screen reader reads it with the input.
+    expect(page.locator("#code-error")).to_contain_text("That code is not right")
+    expect(page.locator("#code")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#code")).to_have_attribute("aria-describedby", "code-error")
     expect(page.get_by_role("heading", level=1)).to_have_text(EN.code_title)
     assert_accessible(page, "borrower-wrong-code")
 

@@ -65,7 +65,7 @@ def test_the_timeline_is_dated_from_policy_and_says_what_stops_it(
     assert "The overdue amount will be reported to the credit bureau" in page
     assert "right to see and dispute" in page
     assert "A late fee of CN¥50.00 will be added" in page
-    assert "Paying the overdue amount before then stops this." in page
+    assert "Paying the overdue amount stops everything below that has not happened yet." in page
 
 
 def test_an_account_with_nothing_overdue_has_a_calm_page(client: FlaskClient, session: Session) -> None:
