@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from portal.models import Account, Borrower, LedgerEntry
@@ -43,48 +43,55 @@ def borrower_today(borrower: Borrower) -> dt.date:
     return dt.datetime.now(ZoneInfo(borrower.time_zone)).date()
 
 
-def _recent_payments(session: Session, account_id: int) -> list[Payment]:
-    rows: list[Row[tuple[dt.date, int]]] = list(
-        session.execute(
-            select(LedgerEntry.effective_on, func.sum(LedgerEntry.amount))
-            .where(LedgerEntry.account_id == account_id, LedgerEntry.kind == EntryKind.PAYMENT.value)
-            .group_by(LedgerEntry.effective_on, LedgerEntry.cause)
-            .order_by(LedgerEntry.effective_on.desc())
-            .limit(RECENT_PAYMENTS)
-        )
-    )
-    return [Payment(on, -total) for on, total in rows]
+def _fees_and_payments(
+    session: Session, account_ids: list[int]
+) -> tuple[dict[int, int], dict[int, list[Payment]]]:
+    """Late fees charged so far and the latest payments, for all the accounts in two queries."""
+    fees: dict[int, int] = dict.fromkeys(account_ids, 0)
+    payments: dict[int, list[Payment]] = {account_id: [] for account_id in account_ids}
+    if not account_ids:
+        return fees, payments
+    for account_id, total in session.execute(
+        select(LedgerEntry.account_id, func.sum(LedgerEntry.amount))
+        .where(LedgerEntry.account_id.in_(account_ids), LedgerEntry.kind == EntryKind.FEE.value)
+        .group_by(LedgerEntry.account_id)
+    ):
+        fees[account_id] = int(total)
+    # One payment posts one entry per component; the borrower paid their sum.
+    for account_id, on, total in session.execute(
+        select(LedgerEntry.account_id, LedgerEntry.effective_on, func.sum(LedgerEntry.amount))
+        .where(LedgerEntry.account_id.in_(account_ids), LedgerEntry.kind == EntryKind.PAYMENT.value)
+        .group_by(LedgerEntry.account_id, LedgerEntry.effective_on, LedgerEntry.cause)
+        .order_by(LedgerEntry.effective_on.desc())
+    ):
+        if len(payments[account_id]) < RECENT_PAYMENTS:
+            payments[account_id].append(Payment(on, -int(total)))
+    return fees, payments
 
 
-def _fees_charged(session: Session, account_id: int) -> int:
-    total = session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-            LedgerEntry.account_id == account_id, LedgerEntry.kind == EntryKind.FEE.value
-        )
-    )
-    return int(total or 0)
-
-
-def _summary(session: Session, account: Account, today: dt.date) -> AccountSummary:
+def _summaries(session: Session, accounts: list[Account], today: dt.date) -> list[AccountSummary]:
     policy = policy_service.current(session, today)
-    facts = AccountFacts(
-        currency=account.currency,
-        oldest_unpaid_due_on=account.oldest_unpaid_due_on,
-        fees_charged=_fees_charged(session, account.id),
-        referred_to_legal=account.stage == Stage.LEGAL.value,
-    )
-    return AccountSummary(account, consequences(facts, policy, today), _recent_payments(session, account.id))
+    fees, payments = _fees_and_payments(session, [a.id for a in accounts])
+    summaries = []
+    for account in accounts:
+        facts = AccountFacts(
+            currency=account.currency,
+            oldest_unpaid_due_on=account.oldest_unpaid_due_on,
+            fees_charged=fees[account.id],
+            referred_to_legal=account.stage == Stage.LEGAL.value,
+        )
+        summaries.append(AccountSummary(account, consequences(facts, policy, today), payments[account.id]))
+    return summaries
 
 
 def overview(session: Session, borrower: Borrower) -> list[AccountSummary]:
-    today = borrower_today(borrower)
     accounts = session.scalars(
         select(Account)
         .options(joinedload(Account.creditor))
         .where(Account.borrower_id == borrower.id, Account.status == "open")
         .order_by(Account.dpd.desc(), Account.id)
     )
-    return [_summary(session, account, today) for account in accounts]
+    return _summaries(session, list(accounts), borrower_today(borrower))
 
 
 def account_for(session: Session, borrower: Borrower, account_id: int) -> Account | None:
@@ -105,4 +112,5 @@ def account_view(
     statement = account_service.statement(
         session, account, page=None if whole_statement else account_service.STATEMENT_PAGE
     )
-    return AccountView(_summary(session, account, borrower_today(borrower)), statement)
+    [summary] = _summaries(session, [account], borrower_today(borrower))
+    return AccountView(summary, statement)
