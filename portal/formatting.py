@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from babel import Locale
-from babel.dates import format_date as babel_format_date
+from babel.dates import DateTimePattern, get_date_format
 from babel.numbers import NumberPattern
 from flask import Flask, g
 from flask_babel import format_datetime, get_locale, get_translations
@@ -40,10 +40,18 @@ def money(amount: int, currency: str) -> str:
     return pattern.apply(Decimal(amount).scaleb(-minor_units(currency)), locale, currency=currency)
 
 
+@functools.lru_cache(maxsize=64)
+def _date_pattern(locale_name: str, fmt: str) -> tuple[Locale, DateTimePattern]:
+    locale = Locale.parse(locale_name)
+    return locale, get_date_format(fmt, locale)
+
+
 def date(value: dt.date | None, fmt: str = "medium") -> str:
+    """A date in the user's locale: "short", "medium", "long" or "full"."""
     if value is None:
         return "—"
-    return babel_format_date(value, fmt, locale=_currency_pattern(_locale_name())[0])
+    locale, pattern = _date_pattern(_locale_name(), fmt)
+    return pattern.apply(value, locale)
 
 
 def _translations() -> Any:
