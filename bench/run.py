@@ -1,14 +1,23 @@
-"""Benchmark an Accord page against the reference route, on the same server in the same run.
+"""Benchmark Accord pages against the reference route, on the same server in the same run.
 
     .venv/bin/python bench/run.py --accounts 100000 --duration 10 --connections 32 --threads 2
+    .venv/bin/python bench/run.py --page borrower-home --rounds 3
 
 Creates (if missing), migrates and seeds the PostgreSQL database ``accord_bench`` with N accounts
-(see bench/seed.py; reused when it already holds N), starts ``gunicorn -w 2`` (sync workers) on a
-free loopback port, signs a staff agent in over HTTP (password, then TOTP), checks that the page
-answers 200 with the account's reference, warms up, then runs wrk with random account ids against
-the reference route (one primary-key query and a tiny template) and the measured page. Prints
-requests/s, p50 and p99 for both, the ratio page/reference and whether the targets are met, and
-writes the figures to bench/results/<timestamp>.json. Stops gunicorn by its PID in every case.
+(see bench/seed.py; reused when it already holds N for today), starts ``gunicorn -w 2`` (sync
+workers) on a free loopback port and measures, with wrk, the reference route (one primary-key
+query and a tiny template, random account ids) and each chosen page:
+
+* ``staff-account``: ``GET /staff/accounts/<id>`` with random ids, as a staff agent signed in
+  over HTTP (password, then TOTP);
+* ``borrower-home``: the borrower dashboard ``GET /home`` ("What I owe"), each request as one of
+  ``--borrowers`` random borrowers, whose session cookies the runner mints with the server's own
+  secret key (their sign-in code goes to a phone, which a benchmark cannot read).
+
+Before measuring it checks that every route answers 200 with the expected account reference and
+that the pages refuse a request without a session. Prints one table per page (requests/s, p50,
+p99, the ratio page/reference and whether the targets are met), and writes the figures to
+bench/results/<timestamp>.json. Stops gunicorn by its PID in every case.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import http.client
 import json
 import os
 import platform
+import random
 import re
 import secrets
 import shutil
@@ -29,14 +39,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
-LUA = BENCH / "wrk_random_ids.lua"
+LUA_IDS = BENCH / "wrk_random_ids.lua"
+LUA_COOKIES = BENCH / "wrk_cookies.lua"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
@@ -44,12 +57,34 @@ import seed as bench_seed  # noqa: E402
 
 HOST = "127.0.0.1"
 COOKIE = "accord_session"
-PAGE = "/staff/accounts/"
 REFERENCE = "/_bench/reference/"
+STAFF_PAGE = "/staff/accounts/"
+BORROWER_HOME = "/home"
 TARGET_RATIO = 0.6
 TARGET_P99_MS = 100.0
 MAX_SECONDS = 300  # a bound on any single wrk run
 UNSTABLE_SPREAD = 1.25  # fastest/slowest round of a route beyond this: the machine was not quiet
+CHECKED_BORROWERS = 20  # minted cookies checked one by one over HTTP before measuring
+PARAMETERS = (
+    "pages", "accounts", "borrowers", "duration", "connections", "threads", "workers", "warmup", "rounds",
+    "seed",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Page:
+    key: str  # the --page choice
+    title: str
+    label: str  # the row in the table
+    path: str  # as recorded in the JSON
+
+
+PAGES = {
+    "staff-account": Page(
+        "staff-account", "staff account page", f"page {STAFF_PAGE}<id>", f"{STAFF_PAGE}<id>"
+    ),
+    "borrower-home": Page("borrower-home", "borrower dashboard", f"page {BORROWER_HOME}", BORROWER_HOME),
+}
 
 
 class BenchError(RuntimeError):
@@ -68,6 +103,10 @@ class Response:
     @property
     def location(self) -> str:
         return urlsplit(self.headers.get("Location", "")).path
+
+    @property
+    def sets_session(self) -> bool:
+        return any(h.startswith(f"{COOKIE}=") for h in self.headers.get_all("Set-Cookie") or [])
 
 
 def http_request(
@@ -135,18 +174,162 @@ def sign_in(port: int, email: str, password: str, totp_secret: str) -> str:
     return cookie
 
 
-def check_pages(port: int, cookie: str, account_id: int, reference: str) -> None:
-    """Both routes answer 200 with the account's reference (the page with the staff cookie, the
-    reference route without one), and the page without the cookie does not."""
-    for path, with_cookie in ((f"{PAGE}{account_id}", cookie), (f"{REFERENCE}{account_id}", None)):
-        resp = http_request(port, "GET", path, cookie=with_cookie)
+def check_reference(port: int, account_id: int, reference: str) -> None:
+    """The reference route answers 200 with the account's reference, without a cookie."""
+    path = f"{REFERENCE}{account_id}"
+    resp = http_request(port, "GET", path)
+    if resp.status != 200:
+        raise BenchError(f"GET {path} answered {resp.status} -> {resp.location!r}")
+    if reference not in resp.body:
+        raise BenchError(f"GET {path} does not show {reference}")
+
+
+def check_staff_page(port: int, cookie: str, account_id: int, reference: str) -> str:
+    """The page answers 200 with the account's reference with the staff cookie, and not without it.
+
+    Returns the cookie a browser would hold after this first page: the server adds the CSRF
+    token of the page's forms to the session (the sign-in ended the session that had one) and
+    sends the cookie again; a browser stores it, wrk would not, and would make the server
+    re-sign the session on every request."""
+    path = f"{STAFF_PAGE}{account_id}"
+    for _ in range(2):
+        resp = http_request(port, "GET", path, cookie=cookie)
         if resp.status != 200:
             raise BenchError(f"GET {path} answered {resp.status} -> {resp.location!r}")
         if reference not in resp.body:
             raise BenchError(f"GET {path} does not show {reference}")
-    anonymous = http_request(port, "GET", f"{PAGE}{account_id}")
+        cookie = session_cookie(resp, cookie) or cookie
+    if resp.sets_session:
+        print(f"warning: GET {path} re-signs the session cookie on every request")
+    anonymous = http_request(port, "GET", path)
     if anonymous.status == 200:
-        raise BenchError(f"GET {PAGE}{account_id} answered 200 without signing in")
+        raise BenchError(f"GET {path} answered 200 without signing in")
+    return cookie
+
+
+# --------------------------------------------------------------------------- borrower sessions
+
+
+@dataclass(frozen=True)
+class Borrower:
+    id: int
+    session_version: int
+    language: str
+    references: tuple[str, ...]  # of the open accounts the dashboard lists
+
+
+def pick_borrowers(url: str, count: int, seed: int) -> list[Borrower]:
+    """``count`` borrowers drawn at random (the same ones for the same seed), with open accounts."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            ids = sorted(conn.scalars(text("SELECT id FROM borrower")))
+            chosen = random.Random(seed).sample(ids, min(count, len(ids)))  # noqa: S311
+            rows = conn.execute(
+                text(
+                    """
+                    SELECT b.id, b.session_version, b.language,
+                           array_agg(a.external_reference ORDER BY a.id) AS refs
+                    FROM borrower b JOIN account a ON a.borrower_id = b.id AND a.status = 'open'
+                    WHERE b.id = ANY(:ids)
+                    GROUP BY b.id
+                    """
+                ),
+                {"ids": chosen},
+            ).all()
+    finally:
+        engine.dispose()
+    found = {r.id: Borrower(r.id, r.session_version, r.language, tuple(r.refs)) for r in rows}
+    missing = [i for i in chosen if i not in found]
+    if missing:
+        raise BenchError(f"{len(missing)} sampled borrowers have no open account, e.g. borrower {missing[0]}")
+    return [found[i] for i in chosen]
+
+
+class Sessions:
+    """Signed session cookies, made with the server's own secret key and its own code.
+
+    A borrower signs in with a one-time code sent to their phone, which the benchmark cannot read
+    over HTTP (and the server runs no task consumer to send it), so the runner builds the session
+    that ``borrower.signin_code`` would: ``login_user`` (user id with session version, fresh, and
+    Flask-Login's identifier of the client, here a loopback client with no User-Agent, as wrk
+    is), the borrower's language, ``auth_at`` and ``seen_at``; plus the CSRF token the first page
+    after sign-in adds (its forms need one), so the cookie is the one a browser holds from then
+    on and the server has no reason to sign it again on every request."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        from portal import create_app
+
+        self.app = create_app(config)
+        self.serializer = self.app.session_interface.get_signing_serializer(self.app)  # type: ignore[attr-defined]
+        if self.serializer is None:
+            raise BenchError("the app has no secret key to sign sessions with")
+
+    def borrower(self, borrower: Borrower, now: int) -> str:
+        from flask import session
+        from flask_login import login_user
+        from flask_wtf.csrf import generate_csrf
+
+        from portal.models import Borrower as BorrowerModel
+
+        user = BorrowerModel(
+            id=borrower.id, session_version=borrower.session_version, language=borrower.language
+        )
+        with self.app.test_request_context(BORROWER_HOME, environ_base={"REMOTE_ADDR": HOST}):
+            if not login_user(user):
+                raise BenchError(f"borrower {borrower.id} cannot sign in")
+            session.setdefault("lang", borrower.language)
+            session["auth_at"] = session["seen_at"] = now
+            generate_csrf()
+            return str(self.serializer.dumps(dict(session)))
+
+    def touch(self, cookie: str) -> str:
+        """The cookie with ``seen_at`` now, as the server re-signs it once a minute and a browser
+        keeps it: wrk sends one cookie for a whole run, and one older than a minute would make
+        the server sign a new one on every request."""
+        payload = self.serializer.loads(cookie)
+        payload["seen_at"] = int(time.time())
+        return str(self.serializer.dumps(payload))
+
+    def close(self) -> None:
+        from portal.extensions import db
+
+        db.bound(self.app).engine.dispose()
+
+
+def write_borrower_cookies(sessions: Sessions, borrowers: list[Borrower], path: Path) -> list[str]:
+    """Mint one cookie per borrower, signed in just now (so no ``seen_at`` refresh during a run)."""
+    now = int(time.time())
+    cookies = [sessions.borrower(b, now) for b in borrowers]
+    path.write_text("".join(f"{c}\n" for c in cookies))
+    return cookies
+
+
+def check_borrower_home(port: int, borrowers: list[Borrower], cookies: list[str]) -> None:
+    """Without a session /home redirects to the sign-in page; with a minted cookie it answers 200
+    with that borrower's own account references, for a spread sample of the borrowers."""
+    anonymous = http_request(port, "GET", BORROWER_HOME)
+    if anonymous.status != 302 or anonymous.location != "/signin":
+        raise BenchError(
+            f"GET {BORROWER_HOME} without a session answered {anonymous.status} -> {anonymous.location!r}, "
+            "not a redirect to /signin"
+        )
+    step = max(1, len(borrowers) // CHECKED_BORROWERS)
+    resigned = 0
+    for borrower, cookie in list(zip(borrowers, cookies, strict=True))[::step]:
+        resp = http_request(port, "GET", BORROWER_HOME, cookie=cookie)
+        if resp.status != 200:
+            raise BenchError(
+                f"GET {BORROWER_HOME} as borrower {borrower.id} answered {resp.status} -> {resp.location!r}"
+            )
+        for reference in borrower.references:
+            if reference not in resp.body:
+                raise BenchError(f"GET {BORROWER_HOME} as borrower {borrower.id} does not show {reference}")
+        resigned += resp.sets_session
+    if resigned:
+        print(f"warning: GET {BORROWER_HOME} re-signed {resigned} minted session cookies")
 
 
 # --------------------------------------------------------------------------- gunicorn
@@ -158,16 +341,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_env(database_url: str, instance: str) -> dict[str, str]:
+def server_config(database_url: str, instance: str, secret_key: str) -> dict[str, Any]:
+    """The app's settings, the same for gunicorn (as ACCORD_ variables) and the cookie minter."""
+    return {
+        "ACCORD_ENV": "development",  # production sets Secure cookies, which plain HTTP drops
+        "SECRET_KEY": secret_key,
+        "DATABASE_URL": database_url,
+        "INSTANCE_PATH": instance,
+        "BENCH_REFERENCE_ROUTE": True,
+        "RATELIMIT_STORAGE_URI": "memory://",
+    }
+
+
+def server_env(config: dict[str, Any]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")}
     env.update(
         {
-            "ACCORD_ENV": "development",  # production sets Secure cookies, which plain HTTP drops
-            "ACCORD_SECRET_KEY": secrets.token_urlsafe(48),
-            "ACCORD_DATABASE_URL": database_url,
-            "ACCORD_INSTANCE_PATH": instance,
-            "ACCORD_BENCH_REFERENCE_ROUTE": "1",
-            "ACCORD_RATELIMIT_STORAGE_URI": "memory://",
+            "ACCORD_ENV": config["ACCORD_ENV"],
+            "ACCORD_SECRET_KEY": config["SECRET_KEY"],
+            "ACCORD_DATABASE_URL": config["DATABASE_URL"],
+            "ACCORD_INSTANCE_PATH": config["INSTANCE_PATH"],
+            "ACCORD_BENCH_REFERENCE_ROUTE": "1" if config["BENCH_REFERENCE_ROUTE"] else "",
+            "ACCORD_RATELIMIT_STORAGE_URI": config["RATELIMIT_STORAGE_URI"],
         }
     )
     return env
@@ -223,6 +418,16 @@ def tail(path: Path, lines: int = 30) -> str:
 # --------------------------------------------------------------------------- wrk
 
 
+@dataclass(frozen=True)
+class Target:
+    """What one wrk run requests: a Lua script, its arguments, and a cookie for every request."""
+
+    route: str
+    script: Path
+    script_args: tuple[str, ...]
+    cookie: str | None = None
+
+
 @dataclass
 class WrkResult:
     route: str
@@ -232,6 +437,7 @@ class WrkResult:
     requests: int
     non_200: int
     statuses: str
+    set_cookie: int  # responses that signed the session again (wrk does not keep cookies)
     socket_errors: dict[str, int]
     latency_avg_ms: float
     latency_max_ms: float
@@ -253,7 +459,7 @@ def parse_wrk(route: str, out: str) -> WrkResult:
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
     lat = re.search(r"^\s+Latency\s+(\S+)\s+\S+\s+(\S+)", out, re.M)
-    lua = re.search(r"^BENCH non200=(\d+) statuses=(\S*) requests=(\d+)", out, re.M)
+    lua = re.search(r"^BENCH non200=(\d+) statuses=(\S*) requests=(\d+) set_cookie=(\d+)", out, re.M)
     if not (rps and p50 and p99 and lat and lua):
         raise BenchError(f"could not read wrk's output:\n{out}")
     errors = {"connect": 0, "read": 0, "write": 0, "timeout": 0}
@@ -268,20 +474,21 @@ def parse_wrk(route: str, out: str) -> WrkResult:
         requests=int(lua.group(3)),
         non_200=int(lua.group(1)),
         statuses=lua.group(2),
+        set_cookie=int(lua.group(4)),
         socket_errors=errors,
         latency_avg_ms=_ms(lat.group(1)),
         latency_max_ms=_ms(lat.group(2)),
     )
 
 
-def run_wrk(args: argparse.Namespace, port: int, cookie: str | None, prefix: str, duration: int) -> str:
+def run_wrk(args: argparse.Namespace, port: int, target: Target, duration: int) -> str:
     cmd = [
         args.wrk,
         f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s", "--timeout", "10s", "--latency",
-        *(["-H", f"Cookie: {COOKIE}={cookie}"] if cookie else []),
-        "-s", str(LUA),
+        *(["-H", f"Cookie: {COOKIE}={target.cookie}"] if target.cookie else []),
+        "-s", str(target.script),
         f"http://{HOST}:{port}",
-        "--", prefix, "1", str(args.accounts), str(args.seed),
+        "--", *target.script_args,
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=False)
     if done.returncode != 0:
@@ -289,17 +496,22 @@ def run_wrk(args: argparse.Namespace, port: int, cookie: str | None, prefix: str
     return done.stdout
 
 
-def measure(args: argparse.Namespace, port: int, cookie: str | None, route: str, prefix: str) -> WrkResult:
-    out = run_wrk(args, port, cookie, prefix, args.duration)
+def measure(args: argparse.Namespace, port: int, target: Target) -> WrkResult:
+    out = run_wrk(args, port, target, args.duration)
     if args.verbose:
         print(out)
-    result = parse_wrk(route, out)
+    result = parse_wrk(target.route, out)
     if result.requests == 0:
-        raise BenchError(f"{route}: wrk completed no request")
+        raise BenchError(f"{target.route}: wrk completed no request")
     if result.non_200:
         raise BenchError(
-            f"{route}: {result.non_200} of {result.requests} responses were not 200 ({result.statuses}); "
-            "the figures would not be for the real page"
+            f"{target.route}: {result.non_200} of {result.requests} responses were not 200 "
+            f"({result.statuses}); the figures would not be for the real page"
+        )
+    if result.set_cookie:
+        print(
+            f"warning: {target.route}: {result.set_cookie} of {result.requests} responses signed the session "
+            "cookie again (a browser would keep the new cookie; wrk pays for it on every request)"
         )
     return result
 
@@ -315,6 +527,7 @@ def median_result(route: str, rounds: list[WrkResult]) -> WrkResult:
         requests=sum(r.requests for r in rounds),
         non_200=sum(r.non_200 for r in rounds),
         statuses="",
+        set_cookie=sum(r.set_cookie for r in rounds),
         socket_errors={k: sum(r.socket_errors[k] for r in rounds) for k in rounds[0].socket_errors},
         latency_avg_ms=round(statistics.mean(r.latency_avg_ms for r in rounds), 3),
         latency_max_ms=max(r.latency_max_ms for r in rounds),
@@ -363,9 +576,7 @@ def postgres_version(url: str) -> str:
         engine.dispose()
 
 
-def print_table(
-    args: argparse.Namespace, ref: WrkResult, page: WrkResult, ratio: float, load: dict[str, object]
-) -> None:
+def print_header(args: argparse.Namespace, load: dict[str, object]) -> None:
     print()
     print(
         f"Accord bench: {args.accounts:,} accounts, gunicorn -w {args.workers} (sync), "
@@ -378,19 +589,28 @@ def print_table(
             f"{os.cpu_count()} CPUs: {busy:.0%} busy in the second before the run; during it "
             f"{during['busy']:.0%} busy, {during['steal']:.1%} stolen by the VM host"
         )
-    print(f"{'route':<32} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'requests':>10}")
-    for label, r in ((f"reference {REFERENCE}<id>", ref), (f"page {PAGE}<id>", page)):
-        print(f"{label:<32} {r.requests_per_s:>10.1f} {r.p50_ms:>9.2f} {r.p99_ms:>9.2f} {r.requests:>10}")
+
+
+def print_table(
+    args: argparse.Namespace, page: Page, ref: WrkResult, result: WrkResult, ratio: float
+) -> None:
+    title = page.title
+    if page.key == "borrower-home":
+        title += f" ({args.borrowers:,} random borrowers, a signed-in session each)"
+    print()
+    print(title)
+    print(f"{'route':<34} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'requests':>10}")
+    for label, r in ((f"reference {REFERENCE}<id>", ref), (page.label, result)):
+        print(f"{label:<34} {r.requests_per_s:>10.1f} {r.p50_ms:>9.2f} {r.p99_ms:>9.2f} {r.requests:>10}")
         errors = {k: v for k, v in r.socket_errors.items() if v}
         if errors:
             print(f"  socket errors: {errors}")
     ratio_ok = ratio >= TARGET_RATIO
-    p99_ok = page.p99_ms <= TARGET_P99_MS
-    print(
-        f"ratio page/reference: {ratio:.2f}  (target >= {TARGET_RATIO}: {'met' if ratio_ok else 'NOT MET'})"
-    )
+    p99_ok = result.p99_ms <= TARGET_P99_MS
+    shown = f"{ratio:.2f}" if (round(ratio, 2) >= TARGET_RATIO) == ratio_ok else f"{ratio:.3f}"
+    print(f"ratio page/reference: {shown}  (target >= {TARGET_RATIO}: {'met' if ratio_ok else 'NOT MET'})")
     verdict = "met" if p99_ok else "NOT MET"
-    print(f"page p99: {page.p99_ms:.1f} ms  (target <= {TARGET_P99_MS:.0f} ms: {verdict})")
+    print(f"page p99: {result.p99_ms:.1f} ms  (target <= {TARGET_P99_MS:.0f} ms: {verdict})")
 
 
 # --------------------------------------------------------------------------- main
@@ -398,14 +618,23 @@ def print_table(
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--page",
+        choices=[*PAGES, "all"],
+        default="all",
+        help="the page to measure against the reference route (default: all)",
+    )
     parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument(
+        "--borrowers", type=int, default=1000, help="signed-in borrowers /home is requested as"
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured wrk run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of wrk per route before measuring")
-    parser.add_argument("--rounds", type=int, default=1, help="alternate reference/page this many times")
-    parser.add_argument("--seed", type=int, default=2026, help="random seed of the account ids")
+    parser.add_argument("--rounds", type=int, default=1, help="alternate reference/pages this many times")
+    parser.add_argument("--seed", type=int, default=2026, help="random seed of the account ids and borrowers")
     parser.add_argument("--reseed", action="store_true", help="rebuild the data even if N accounts exist")
     parser.add_argument("--server", default=bench_seed.DEFAULT_SERVER, help="PostgreSQL URL, no database")
     parser.add_argument("--database", default=bench_seed.DEFAULT_DATABASE)
@@ -417,9 +646,54 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--duration and --warmup must be at most {MAX_SECONDS} s")
     if not 1 <= args.rounds <= 10:
         parser.error("--rounds must be 1 to 10")
+    if not 1 <= args.borrowers <= min(args.accounts, 100_000):
+        parser.error("--borrowers must be 1 to the number of accounts (at most 100,000)")
     if urlsplit(args.server).hostname not in ("127.0.0.1", "localhost", "::1"):
         parser.error("--server must be on a loopback address")
+    args.pages = list(PAGES) if args.page == "all" else [args.page]
     return args
+
+
+def prepare_targets(
+    args: argparse.Namespace,
+    port: int,
+    sessions: Sessions,
+    *,
+    probe: int,
+    probe_ref: str,
+    staff: tuple[str, str],
+    borrowers: list[Borrower],
+    cookie_file: Path,
+) -> dict[str, Callable[[], Target]]:
+    """Sign in and check each route; return, per route, how to make its next wrk run."""
+    check_reference(port, probe, probe_ref)
+    ids = ("1", str(args.accounts), str(args.seed))
+    # The reference route is measured as the cheapest database-backed page: no cookie, so no
+    # user is loaded, one primary-key query.
+    targets: dict[str, Callable[[], Target]] = {
+        "reference": lambda: Target("reference", LUA_IDS, (REFERENCE, *ids))
+    }
+    if "staff-account" in args.pages:
+        staff_cookie = sign_in(port, bench_seed.BENCH_STAFF_EMAIL, *staff)
+        staff_cookie = check_staff_page(port, staff_cookie, probe, probe_ref)
+        print("staff agent signed in over HTTP; the staff page answers 200 with the account's reference")
+        targets["staff-account"] = lambda: Target(
+            "staff-account", LUA_IDS, (STAFF_PAGE, *ids), sessions.touch(staff_cookie)
+        )
+    if "borrower-home" in args.pages:
+        cookies = write_borrower_cookies(sessions, borrowers, cookie_file)
+        check_borrower_home(port, borrowers, cookies)
+        print(
+            f"{len(borrowers):,} borrower sessions minted; /home answers 200 with each checked borrower's "
+            "accounts and redirects to /signin without a session"
+        )
+
+        def borrower_home() -> Target:
+            write_borrower_cookies(sessions, borrowers, cookie_file)  # signed in just now
+            return Target("borrower-home", LUA_COOKIES, (BORROWER_HOME, str(cookie_file), str(args.seed)))
+
+        targets["borrower-home"] = borrower_home
+    return targets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -442,95 +716,108 @@ def main(argv: list[str] | None = None) -> int:
         f"{seeded.ledger_entries:,} ledger entries in {seed_seconds} s {seeded.seconds}"
     )
 
-    password = secrets.token_urlsafe(24)
-    totp_secret = pyotp.random_base32()
-    bench_seed.upsert_staff_user(url, hash_password(password), totp_secret)
+    staff = (secrets.token_urlsafe(24), pyotp.random_base32())  # password, TOTP secret
+    if "staff-account" in args.pages:
+        bench_seed.upsert_staff_user(url, hash_password(staff[0]), staff[1])
+    borrowers = pick_borrowers(url, args.borrowers, args.seed) if "borrower-home" in args.pages else []
+    probe = max(1, args.accounts // 2)
+    probe_ref = account_reference(url, probe)
 
     load: dict[str, object] = {"at_start": _loadavg(), "cpu_busy_before": cpu_busy()}
     if (busy := load["cpu_busy_before"]) is not None and busy > 0.25:  # type: ignore[operator]
         print(f"warning: the CPUs were {busy:.0%} busy just before the run: figures will be noisy")
     port = free_port()
     log = RESULTS / f"{stamp}-gunicorn.log"
+    rounds: dict[str, list[WrkResult]] = {"reference": [], **{key: [] for key in args.pages}}
     with tempfile.TemporaryDirectory(prefix="accord-bench-") as instance:
-        proc = start_gunicorn(port, args.workers, server_env(url, instance), log)
+        config = server_config(url, instance, secrets.token_urlsafe(48))
+        sessions = Sessions(config)
+        cookie_file = Path(instance) / "borrower-cookies.txt"
+        proc = start_gunicorn(port, args.workers, server_env(config), log)
         print(f"gunicorn pid {proc.pid} on http://{HOST}:{port} (log {log.relative_to(ROOT)})")
         try:
             wait_healthy(proc, port, log)
-            cookie = sign_in(port, bench_seed.BENCH_STAFF_EMAIL, password, totp_secret)
-            probe = max(1, args.accounts // 2)
-            probe_ref = "CC-" if _is_card(url, probe) else "LN-"
-            check_pages(port, cookie, probe, f"{probe_ref}{probe:07d}")
-            print("signed in; page and reference answer 200 with the account's reference")
-            # The reference route is measured as the cheapest database-backed page: no cookie,
-            # so no staff user is loaded, one primary-key query.
+            check_reference(port, probe, probe_ref)
+            targets = prepare_targets(
+                args,
+                port,
+                sessions,
+                probe=probe,
+                probe_ref=probe_ref,
+                staff=staff,
+                borrowers=borrowers,
+                cookie_file=cookie_file,
+            )
             if args.warmup:
-                run_wrk(args, port, None, REFERENCE, args.warmup)
-                run_wrk(args, port, cookie, PAGE, args.warmup)
+                for make in targets.values():
+                    run_wrk(args, port, make(), args.warmup)
             load["before"] = _loadavg()
             counters = cpu_times()
-            refs: list[WrkResult] = []
-            pages: list[WrkResult] = []
             for _ in range(args.rounds):
-                refs.append(measure(args, port, None, "reference", REFERENCE))
-                pages.append(measure(args, port, cookie, "page", PAGE))
+                for route, make in targets.items():
+                    rounds[route].append(measure(args, port, make()))
             load["after"] = _loadavg()
             load["cpu_during_measurement"] = cpu_share(counters, cpu_times())
             if proc.poll() is not None:
                 raise BenchError(f"gunicorn died during the run:\n{tail(log)}")
         finally:
             stop(proc)
+            sessions.close()
 
-    ref, page = median_result("reference", refs), median_result("page", pages)
-    ratio = page.requests_per_s / ref.requests_per_s
-    print_table(args, ref, page, ratio, load)
-    ratios = [p.requests_per_s / r.requests_per_s for r, p in zip(refs, pages, strict=True)]
+    medians = {route: median_result(route, runs) for route, runs in rounds.items()}
+    ref = medians["reference"]
+    print_header(args, load)
+    pages: dict[str, dict[str, object]] = {}
+    for key in args.pages:
+        result = medians[key]
+        ratio = result.requests_per_s / ref.requests_per_s
+        print_table(args, PAGES[key], ref, result, ratio)
+        ratios = [
+            p.requests_per_s / r.requests_per_s for r, p in zip(rounds["reference"], rounds[key], strict=True)
+        ]
+        if len(ratios) > 1:
+            print(f"per-round ratios: {', '.join(f'{x:.2f}' for x in ratios)}")
+        pages[key] = {
+            "path": PAGES[key].path,
+            "ratio": round(ratio, 3),
+            "round_ratios": [round(x, 3) for x in ratios],
+            "ratio_met": ratio >= TARGET_RATIO,
+            "p99_met": result.p99_ms <= TARGET_P99_MS,
+        }
     spread = {
         route: round(max(x.requests_per_s for x in runs) / min(x.requests_per_s for x in runs), 2)
-        for route, runs in (("reference", refs), ("page", pages))
+        for route, runs in rounds.items()
     }
     unstable = max(spread.values()) > UNSTABLE_SPREAD
-    if len(refs) > 1:
-        print(f"per-round ratios: {', '.join(f'{x:.2f}' for x in ratios)}")
     if unstable:
         print(
             f"warning: req/s varied by up to {max(spread.values()):.2f}x between rounds: something else "
             "used the CPUs; run again on a quiet machine"
         )
-    met = ratio >= TARGET_RATIO and page.p99_ms <= TARGET_P99_MS
-    result = {
+    met = all(p["ratio_met"] and p["p99_met"] for p in pages.values())
+    paths = {"reference": f"{REFERENCE}<id>", **{key: PAGES[key].path for key in args.pages}}
+    result_doc = {
         "started_at": started.isoformat(timespec="seconds"),
         "git": git_revision(),
         "machine": machine(),
         "postgresql": postgres_version(url),
         "load_average": load,
-        "parameters": {
-            k: getattr(args, k)
-            for k in ("accounts", "duration", "connections", "threads", "workers", "warmup", "rounds", "seed")
-        },
+        "parameters": {k: getattr(args, k) for k in PARAMETERS},
         "seed": {
             "reused": seeded.reused,
             "ledger_entries": seeded.ledger_entries,
             "seconds": seed_seconds,
             "phases": seeded.seconds,
         },
-        "routes": {
-            "reference": {"path": f"{REFERENCE}<id>", **asdict(ref)},
-            "page": {"path": f"{PAGE}<id>", **asdict(page)},
-        },
-        "rounds": {"reference": [asdict(r) for r in refs], "page": [asdict(r) for r in pages]},
-        "ratio": round(ratio, 3),
-        "round_ratios": [round(x, 3) for x in ratios],
+        "routes": {route: {"path": paths[route], **asdict(r)} for route, r in medians.items()},
+        "rounds": {route: [asdict(r) for r in runs] for route, runs in rounds.items()},
+        "pages": pages,
         "round_spread": spread,
         "unstable": unstable,
-        "targets": {
-            "ratio_min": TARGET_RATIO,
-            "p99_max_ms": TARGET_P99_MS,
-            "ratio_met": ratio >= TARGET_RATIO,
-            "p99_met": page.p99_ms <= TARGET_P99_MS,
-        },
+        "targets": {"ratio_min": TARGET_RATIO, "p99_max_ms": TARGET_P99_MS, "met": met},
     }
     out = RESULTS / f"{stamp}.json"
-    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    out.write_text(json.dumps(result_doc, indent=2, ensure_ascii=False) + "\n")
     print(f"results: {out.relative_to(ROOT)}")
     return 1 if args.check and not met else 0
 
@@ -566,18 +853,18 @@ def _loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def _is_card(url: str, account_id: int) -> bool:
+def account_reference(url: str, account_id: int) -> str:
     from sqlalchemy import create_engine, text
 
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            kind = conn.scalar(text("SELECT product_type FROM account WHERE id = :i"), {"i": account_id})
+            ref = conn.scalar(text("SELECT external_reference FROM account WHERE id = :i"), {"i": account_id})
     finally:
         engine.dispose()
-    if kind is None:
+    if ref is None:
         raise BenchError(f"account {account_id} is missing from the bench database")
-    return kind == "credit_card"
+    return str(ref)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,16 @@
 """Seed a PostgreSQL database with N accounts for the benchmark, set-based and fast.
 
 Every row is generated inside PostgreSQL by ``INSERT … SELECT … FROM generate_series`` (no
-Python loop, no ORM), deterministically: the same N gives the same data. Each account has its
-own borrower, one of five creditors, and about six ledger entries (a principal charge, three
-months of interest, for half the accounts a payment on interest and principal, and a late fee
-when overdue). The cached balances are written from the same amounts, and the run fails unless
-``portal.services.ledger.discrepancies`` finds none, the check behind ``flask ledger verify``.
+Python loop, no ORM), deterministically: the same N on the same day gives the same data. Each
+account has its own borrower (with a date of birth, a phone, a language and a time zone), one of
+five creditors, and about six ledger entries (a principal charge, three months of interest, for
+half the accounts a payment on interest and principal, and the policy's late fee once an
+overdue account is past its grace days). Days past due count from the oldest unpaid due date in
+the borrower's own time zone; the lender's schedule gives the overdue amount (the instalments
+missed since then, and the fee, within the balance), the next due date (1-30 days ahead) and the
+next instalment. The cached balances are written from the same amounts, and the run fails unless
+``portal.services.ledger.discrepancies`` (the check behind ``flask ledger verify``) and a
+consistency check of those fields find nothing.
 
 Ledger ids are interleaved across accounts (all first entries, then all second entries…), so
 an account's entries sit in different heap pages, as they would after months of postings.
@@ -23,6 +28,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -37,6 +43,29 @@ DEFAULT_DATABASE = "accord_bench"
 CREDITORS = 5
 BENCH_STAFF_EMAIL = "bench@bench.accord.example"
 DATA_TABLES = ("ledger_entry", "account", "borrower", "creditor", "audit_event")
+# The seeded borrowers' time zones (3/4 Chinese, 1/4 American): days past due and due dates
+# count from "today" in each, as the borrower's dashboard does.
+TIME_ZONES = {"today_cn": "Asia/Shanghai", "today_us": "America/New_York"}
+
+
+def policy_params() -> dict[str, int]:
+    """What the seed takes from the default policy: stage thresholds, late fee and its grace."""
+    from workflows.policy import DEFAULT_POLICY as P
+
+    assert P.early_from_dpd == 1, "the seed's stages assume arrears from the first day past due"
+    return {
+        "mid_from": P.mid_from_dpd,
+        "late_from": P.late_from_dpd,
+        "grace": P.late_fee_grace_days,
+        "fee_cny": P.late_fee_amount["CNY"],
+        "fee_usd": P.late_fee_amount["USD"],
+    }
+
+
+def todays(now: dt.datetime | None = None) -> dict[str, str]:
+    """Today's date in each seeded time zone, as ISO strings (also the stamp's record)."""
+    now = now or dt.datetime.now(dt.UTC)
+    return {zone: now.astimezone(ZoneInfo(zone)).date().isoformat() for zone in TIME_ZONES.values()}
 
 
 def database_url(server: str = DEFAULT_SERVER, database: str = DEFAULT_DATABASE) -> str:
@@ -101,8 +130,9 @@ def migrations_fingerprint() -> str:
 
 
 def seed_fingerprint() -> str:
-    statements = (PLAN_SQL, CREDITOR_SQL, BORROWER_SQL, ACCOUNT_SQL, LEDGER_SQL)
-    return _fingerprint(*(sql.encode() for sql in statements))
+    statements = (PLAN_SQL, CREDITOR_SQL, BORROWER_SQL, ACCOUNT_SQL, LEDGER_SQL, CONSISTENCY_SQL)
+    policy = json.dumps(policy_params(), sort_keys=True)
+    return _fingerprint(*(sql.encode() for sql in statements), policy.encode())
 
 
 # What the database holds is recorded as its comment (COMMENT ON DATABASE): no extra table.
@@ -150,22 +180,51 @@ def _h(salt: int) -> str:
 
 PLAN_SQL = f"""
 CREATE TEMPORARY TABLE bench_plan ON COMMIT DROP AS
-SELECT i, card, principal, rate_bp, dpd, opened_on, paid,
-       (principal * rate_bp + 60000) / 120000 AS interest,
-       (principal / 1000) * 100 AS principal_paid,
-       CASE WHEN dpd > 0 THEN 5000 ELSE 0 END AS fee
-FROM (
-  SELECT i,
-         {_h(1)} % 10 < 4 AS card,
-         CASE WHEN {_h(1)} % 10 < 4 THEN 30000 + ({_h(2)} % 5970) * 1000
-              ELSE 500000 + ({_h(2)} % 19500) * 1000 END AS principal,
-         CASE WHEN {_h(1)} % 10 < 4 THEN (ARRAY[1490, 1825, 2400])[1 + {_h(3)} % 3]
-              ELSE (ARRAY[690, 980, 1540])[1 + {_h(3)} % 3] END AS rate_bp,
-         CASE WHEN {_h(4)} % 100 < 12 THEN 0 ELSE 1 + ({_h(5)} % 179)::int END AS dpd,
-         (CAST(:today AS date) - make_interval(months => 8 + ({_h(6)} % 41)::int))::date AS opened_on,
-         i % 2 = 0 AS paid
-  FROM generate_series(1, :n) AS i
-) s
+WITH s AS (
+  SELECT i, usd, today, card, principal, rate_bp, dpd, paid,
+         (today - make_interval(months => 8 + ({_h(6)} % 41)::int))::date AS opened_on,
+         {_h(7)} % 28 AS due_offset
+  FROM (
+    SELECT i, usd,
+           -- "Today" is the borrower's own (Asia/Shanghai, America/New_York), as on the dashboard.
+           CASE WHEN usd THEN CAST(:today_us AS date) ELSE CAST(:today_cn AS date) END AS today,
+           {_h(1)} % 10 < 4 AS card,
+           CASE WHEN {_h(1)} % 10 < 4 THEN 30000 + ({_h(2)} % 5970) * 1000
+                ELSE 500000 + ({_h(2)} % 19500) * 1000 END AS principal,
+           CASE WHEN {_h(1)} % 10 < 4 THEN (ARRAY[1490, 1825, 2400])[1 + {_h(3)} % 3]
+                ELSE (ARRAY[690, 980, 1540])[1 + {_h(3)} % 3] END AS rate_bp,
+           CASE WHEN {_h(4)} % 100 < 12 THEN 0 ELSE 1 + ({_h(5)} % 179)::int END AS dpd,
+           i % 2 = 0 AS paid
+    FROM (SELECT i, i % 4 = 0 AS usd FROM generate_series(1, :n) AS i) g
+  ) r
+), p AS (
+  SELECT s.*,
+         (principal * rate_bp + 60000) / 120000 AS interest,
+         (principal / 1000) * 100 AS principal_paid,
+         -- One late fee of the default policy's amount, once its grace days have passed.
+         CASE WHEN dpd < :grace THEN 0 WHEN usd THEN :fee_usd ELSE :fee_cny END AS fee
+  FROM s
+), q AS (
+  SELECT p.*,
+         principal - CASE WHEN paid THEN principal_paid ELSE 0 END AS principal_balance,
+         3 * interest - CASE WHEN paid THEN interest ELSE 0 END AS interest_balance,
+         -- The monthly instalment: 1/24 of a loan, a card's minimum payment, plus the interest.
+         CASE WHEN card THEN GREATEST(10000, principal / 20 / 100 * 100)
+              ELSE principal / 24 / 100 * 100 END + interest AS instalment,
+         (dpd + 29) / 30 AS missed
+  FROM p
+)
+SELECT q.*,
+       CASE WHEN dpd > 0 THEN today - dpd END AS oldest_unpaid_due_on,
+       -- Every instalment due since the oldest unpaid one, and the fee, within the balance.
+       CASE WHEN dpd > 0
+            THEN LEAST(principal_balance + interest_balance + fee, missed * instalment + fee)
+            ELSE 0 END AS overdue_amount,
+       -- Due dates fall every 30 days from the oldest unpaid one: the next is 1-30 days ahead.
+       CASE WHEN dpd > 0 THEN today - dpd + 30 * (dpd / 30 + 1)
+            ELSE today + 1 + due_offset::int END AS next_due_on,
+       instalment AS next_due_amount
+FROM q
 """
 
 CREDITOR_SQL = """
@@ -209,20 +268,17 @@ FROM (SELECT i, i % 4 = 0 AS en, DATE '1956-01-01' + (i * 37 % 16000) AS born
 
 ACCOUNT_SQL = """
 INSERT INTO account (id, creditor_id, borrower_id, external_reference, product_type, currency,
-                     annual_rate_bp, opened_on, oldest_unpaid_due_on, principal_balance,
-                     interest_balance, fees_balance, dpd, stage, status, version, created_at,
-                     updated_at)
+                     annual_rate_bp, opened_on, oldest_unpaid_due_on, overdue_amount, next_due_on,
+                     next_due_amount, principal_balance, interest_balance, fees_balance, dpd, stage,
+                     status, version, created_at, updated_at)
 SELECT i, 1 + i % :c, i,
        CASE WHEN card THEN 'CC-' ELSE 'LN-' END || lpad(i::text, 7, '0'),
        CASE WHEN card THEN 'credit_card' ELSE 'loan' END,
-       CASE WHEN i % 4 = 0 THEN 'USD' ELSE 'CNY' END,
-       rate_bp, opened_on,
-       CASE WHEN dpd > 0 THEN CAST(:today AS date) - dpd END,
-       principal - CASE WHEN paid THEN principal_paid ELSE 0 END,
-       3 * interest - CASE WHEN paid THEN interest ELSE 0 END,
-       fee,
+       CASE WHEN usd THEN 'USD' ELSE 'CNY' END,
+       rate_bp, opened_on, oldest_unpaid_due_on, overdue_amount, next_due_on, next_due_amount,
+       principal_balance, interest_balance, fee,
        dpd,
-       CASE WHEN dpd = 0 THEN 'current' WHEN dpd <= 30 THEN 'early' WHEN dpd <= 90 THEN 'mid'
+       CASE WHEN dpd = 0 THEN 'current' WHEN dpd < :mid_from THEN 'early' WHEN dpd < :late_from THEN 'mid'
             WHEN dpd >= 120 AND i % 3 = 0 THEN 'legal' ELSE 'late' END,
        'open', 1, now(), now()
 FROM bench_plan
@@ -250,7 +306,7 @@ CROSS JOIN LATERAL (VALUES
   (6, 'principal', 'payment', CASE WHEN p.paid THEN -p.principal_paid END, 'payment:bench-' || p.i,
    NULL, (p.opened_on + INTERVAL '4 months')::date),
   (7, 'fees', 'fee', NULLIF(p.fee, 0), 'late_fee:bench-' || p.i, 'Late fee',
-   CAST(:today AS date) - p.dpd / 2)
+   p.oldest_unpaid_due_on + :grace)
 ) AS e(slot, component, kind, amount, cause, memo, effective_on)
 WHERE e.amount IS NOT NULL
 ORDER BY 1
@@ -270,16 +326,29 @@ def _timed(report: SeedReport, phase: str, started: float) -> float:
 
 
 def seed(
-    url: str, accounts: int, *, reseed: bool = False, today: dt.date | None = None, stamp: dict | None = None
+    url: str,
+    accounts: int,
+    *,
+    reseed: bool = False,
+    now: dt.datetime | None = None,
+    stamp: dict | None = None,
 ) -> SeedReport:
-    """Make the database hold exactly ``accounts`` bench accounts (reusing them when it already does)."""
+    """Make the database hold exactly ``accounts`` bench accounts (reusing them when it already does).
+
+    The data are reused only on the day (in each borrower time zone) they were seeded for: days
+    past due, due dates and the dashboard's timeline all count from today.
+    """
     _check_bench_database(url)
     if accounts < 1:
         raise SystemExit("--accounts must be at least 1")
-    today = today or dt.datetime.now(dt.UTC).date()
+    days = todays(now)
     report = SeedReport(accounts=accounts)
     stamp = read_stamp(url) if stamp is None else stamp
-    same_data = stamp.get("seed") == seed_fingerprint() and stamp.get("accounts") == accounts
+    same_data = (
+        stamp.get("seed") == seed_fingerprint()
+        and stamp.get("accounts") == accounts
+        and stamp.get("today") == days
+    )
     engine = create_engine(url)
     try:
         t = time.perf_counter()
@@ -290,7 +359,12 @@ def seed(
                 report.ledger_entries = int(conn.scalar(text("SELECT count(*) FROM ledger_entry")) or 0)
                 return report
             conn.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE"))
-            params = {"n": accounts, "c": CREDITORS, "today": today}
+            params = {
+                "n": accounts,
+                "c": CREDITORS,
+                **policy_params(),
+                **{k: days[zone] for k, zone in TIME_ZONES.items()},
+            }
             t = _timed(report, "truncate", t)
             conn.execute(text(PLAN_SQL), params)
             conn.execute(text(CREDITOR_SQL), params)
@@ -311,22 +385,53 @@ def seed(
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM (ANALYZE) creditor, borrower, account, ledger_entry"))
         t = _timed(report, "vacuum_analyze", t)
-        verify(url)
+        verify(url, days)
         _timed(report, "verify", t)
     finally:
         engine.dispose()
-    write_stamp(url, {**stamp, "seed": seed_fingerprint(), "accounts": accounts, "seeded_on": str(today)})
+    write_stamp(url, {**stamp, "seed": seed_fingerprint(), "accounts": accounts, "today": days})
     return report
 
 
-def verify(url: str) -> None:
-    """Fail unless every cached balance equals the sum of its ledger entries."""
+# Every seeded account must be what the borrower's dashboard expects: the overdue part of the
+# balance, a future due date and amount, and days past due counted from the oldest unpaid due
+# date in the borrower's time zone; every borrower a date of birth, a language and a time zone.
+CONSISTENCY_SQL = """
+SELECT count(*) FILTER (WHERE b.date_of_birth IS NULL OR b.language IS NULL OR b.time_zone IS NULL
+                           OR b.phone IS NULL) AS borrower_fields,
+       count(*) FILTER (WHERE a.dpd <> COALESCE(d.today - a.oldest_unpaid_due_on, 0)
+                           OR a.oldest_unpaid_due_on >= d.today) AS dpd,
+       count(*) FILTER (WHERE (a.dpd > 0) <> (a.overdue_amount > 0)
+                           OR a.overdue_amount > a.principal_balance + a.interest_balance
+                                                 + a.fees_balance) AS overdue,
+       count(*) FILTER (WHERE a.next_due_on IS NULL OR a.next_due_on <= d.today
+                           OR a.next_due_amount <= 0) AS next_due,
+       count(*) FILTER (WHERE a.stage <> CASE WHEN a.dpd = 0 THEN 'current'
+                                              WHEN a.dpd < :mid_from THEN 'early'
+                                              WHEN a.dpd < :late_from THEN 'mid'
+                                              WHEN a.stage = 'legal' THEN 'legal' ELSE 'late' END) AS stage
+FROM account a
+JOIN borrower b ON b.id = a.borrower_id
+JOIN (VALUES ('Asia/Shanghai', CAST(:today_cn AS date)), ('America/New_York', CAST(:today_us AS date)))
+     AS d(time_zone, today) ON d.time_zone = b.time_zone
+"""
+
+
+def verify(url: str, days: dict[str, str]) -> None:
+    """Fail unless every cached balance equals the sum of its ledger entries and every account
+    and borrower is consistent (see CONSISTENCY_SQL)."""
     from portal.services.ledger import discrepancies
 
     engine = create_engine(url)
     try:
         with Session(engine) as session:
             found = discrepancies(session)
+            params = {**policy_params(), **{k: days[zone] for k, zone in TIME_ZONES.items()}}
+            counts = session.execute(text(CONSISTENCY_SQL), params).mappings().one()
+            joined = session.scalar(
+                text("SELECT count(*) FROM account a JOIN borrower b ON b.id = a.borrower_id")
+            )
+            total = session.scalar(text("SELECT count(*) FROM account"))
     finally:
         engine.dispose()
     if found:
@@ -334,6 +439,11 @@ def verify(url: str) -> None:
         raise SystemExit(
             f"ledger verify failed: {len(found)} accounts differ from their ledger, "
             f"e.g. account {first.account_id}: cached {first.cached} ledger {first.ledger}"
+        )
+    bad = {name: n for name, n in counts.items() if n}
+    if bad or joined != total:
+        raise SystemExit(
+            f"seed consistency check failed (accounts per check): {bad or {'time_zone': total - joined}}"
         )
 
 
