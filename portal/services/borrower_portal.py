@@ -57,15 +57,27 @@ def _fees_and_payments(
         .group_by(LedgerEntry.account_id)
     ):
         fees[account_id] = int(total)
-    # One payment posts one entry per component; the borrower paid their sum.
-    for account_id, on, total in session.execute(
-        select(LedgerEntry.account_id, LedgerEntry.effective_on, func.sum(LedgerEntry.amount))
+    # One payment posts one entry per component; the borrower paid their sum. The newest three
+    # per account are picked in SQL, so a long payment history costs nothing here.
+    paid = (
+        select(
+            LedgerEntry.account_id,
+            LedgerEntry.effective_on,
+            func.sum(LedgerEntry.amount).label("total"),
+            func.row_number()
+            .over(partition_by=LedgerEntry.account_id, order_by=LedgerEntry.effective_on.desc())
+            .label("n"),
+        )
         .where(LedgerEntry.account_id.in_(account_ids), LedgerEntry.kind == EntryKind.PAYMENT.value)
         .group_by(LedgerEntry.account_id, LedgerEntry.effective_on, LedgerEntry.cause)
-        .order_by(LedgerEntry.effective_on.desc())
+        .subquery()
+    )
+    for account_id, on, total in session.execute(
+        select(paid.c.account_id, paid.c.effective_on, paid.c.total)
+        .where(paid.c.n <= RECENT_PAYMENTS)
+        .order_by(paid.c.account_id, paid.c.n)
     ):
-        if len(payments[account_id]) < RECENT_PAYMENTS:
-            payments[account_id].append(Payment(on, -int(total)))
+        payments[account_id].append(Payment(on, -int(total)))
     return fees, payments
 
 

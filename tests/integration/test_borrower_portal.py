@@ -103,3 +103,24 @@ def test_the_dashboard_speaks_chinese_to_a_chinese_borrower(client: FlaskClient,
     page = sign_in(client, account.borrower).get("/home").get_data(as_text=True)
     assert '<html lang="zh-Hans">' in page
     assert "我的欠款" in page and "逾期金额将报送征信" in page and "¥2,150.00" in page
+
+
+def test_only_the_three_latest_payments_are_listed_newest_first(session: Session) -> None:
+    account, today = _overdue_account(session, 10)
+    for days_ago, amount in ((40, 1_000), (30, 2_000), (20, 3_000), (10, 4_000)):
+        ledger.post(
+            session,
+            account,
+            EntryKind.PAYMENT,
+            [Posting(Component.PRINCIPAL, -amount)],
+            cause=f"payment:{days_ago}",
+            actor=SYSTEM,
+            effective_on=today - dt.timedelta(days=days_ago),
+        )
+    session.commit()
+    [summary] = borrower_portal.overview(session, account.borrower)
+    assert [(p.on, p.amount) for p in summary.recent_payments] == [
+        (today - dt.timedelta(days=10), 4_000),
+        (today - dt.timedelta(days=20), 3_000),
+        (today - dt.timedelta(days=30), 2_000),
+    ]
