@@ -21,9 +21,9 @@ format: ## apply ruff's fixes and formatting
 	.venv/bin/ruff check --fix . && .venv/bin/ruff format .
 
 i18n: ## extract strings into the catalogues (then translate the empty zh_Hans_CN entries)
-	.venv/bin/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output \
+	.venv/bin/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output --width 100 \
 		--project Accord -o translations/messages.pot .
-	.venv/bin/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching --ignore-obsolete
+	.venv/bin/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching --ignore-obsolete --width 100
 	.venv/bin/pybabel compile -d translations
 
 bench: ## the benchmarks in bench/ (PostgreSQL, gunicorn, wrk); see bench/README.md
