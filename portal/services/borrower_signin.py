@@ -37,10 +37,12 @@ def _find_borrower(session: Session, identifier: str, born_on: dt.date) -> Borro
     identifier = identifier.strip()
     digits = re.sub(r"[\s\-()]", "", identifier)
     conditions = [func.upper(Account.external_reference) == identifier.upper()]
-    if re.fullmatch(r"\+?\d{6,20}", digits):
-        # A registered phone, typed with or without the country code.
+    if re.fullmatch(r"\+?\d{10,15}", digits):
+        # A registered phone, typed whole: in E.164, or the national number without the country
+        # code (at least 10 digits, so a fragment of someone's number identifies nobody).
         conditions.append(Borrower.phone == "+" + digits.lstrip("+"))
-        conditions.append(Borrower.phone.like("%" + digits.lstrip("+")))
+        if not digits.startswith("+"):
+            conditions.append(Borrower.phone.like("+%" + digits))
     stmt = (
         select(Borrower)
         .join(Account, Account.borrower_id == Borrower.id)

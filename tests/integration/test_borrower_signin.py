@@ -220,3 +220,13 @@ def test_a_borrower_session_is_not_a_staff_session(client: FlaskClient, account)
     sign_in(client, account.borrower)
     assert client.get("/staff/").location.startswith("/staff/login")
     assert isinstance(account.borrower, Borrower)
+
+
+@pytest.mark.parametrize("fragment", ["34", "001234", "8001234", "38000"])
+def test_a_fragment_of_a_phone_number_identifies_nobody(
+    client: FlaskClient, session: Session, fragment: str
+) -> None:
+    owner = factories.borrower(session, phone="+8613800001234")
+    factories.account(session, owner=owner)
+    _identify(client, fragment)
+    assert _codes_sent_to(session, "+8613800001234") == []
