@@ -81,6 +81,9 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "RATELIMIT_STORAGE_URI": _env("RATELIMIT_STORAGE_URI", redis_url or "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,
         "SIGNIN_RATE_LIMIT": _env("SIGNIN_RATE_LIMIT", "10 per minute;50 per hour"),
+        # Per IP address: asking for codes, and typing them (a code also dies after 5 wrong tries).
+        "BORROWER_SIGNIN_RATE_LIMIT": _env("BORROWER_SIGNIN_RATE_LIMIT", "20 per hour"),
+        "BORROWER_CODE_RATE_LIMIT": _env("BORROWER_CODE_RATE_LIMIT", "30 per hour"),
         "BABEL_DEFAULT_LOCALE": "zh_Hans_CN",
         "BABEL_DEFAULT_TIMEZONE": "UTC",
         "BABEL_TRANSLATION_DIRECTORIES": str(ROOT / "translations"),

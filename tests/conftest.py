@@ -81,6 +81,8 @@ def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
             "WTF_CSRF_ENABLED": False,
             "SIGNIN_RATE_LIMIT": "1000 per minute",
+            "BORROWER_SIGNIN_RATE_LIMIT": "1000 per minute",
+            "BORROWER_CODE_RATE_LIMIT": "1000 per minute",
             "TESTING": True,
         }
     )

@@ -52,8 +52,16 @@ def borrower_required(view: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _signin_limit() -> str:
+    return str(current_app.config["BORROWER_SIGNIN_RATE_LIMIT"])
+
+
+def _code_limit() -> str:
+    return str(current_app.config["BORROWER_CODE_RATE_LIMIT"])
+
+
 @bp.route("/signin", methods=["GET", "POST"])
-@limiter.limit("20 per hour", methods=["POST"])
+@limiter.limit(_signin_limit, methods=["POST"])
 def signin() -> Any:
     form = IdentifyForm()
     if form.validate_on_submit():
@@ -78,7 +86,7 @@ def signin() -> Any:
 
 
 @bp.route("/signin/code", methods=["GET", "POST"])
-@limiter.limit("30 per hour", methods=["POST"])
+@limiter.limit(_code_limit, methods=["POST"])
 def signin_code() -> Any:
     if ATTEMPT_KEY not in session:
         return redirect(url_for("borrower.signin"))
@@ -104,7 +112,7 @@ def signin_code() -> Any:
 
 
 @bp.post("/signin/resend")
-@limiter.limit("20 per hour")
+@limiter.limit(_signin_limit)
 def signin_resend() -> Any:
     try:
         message = signin_service.resend(db.session, token=session.get(ATTEMPT_KEY), key=_key())

@@ -94,13 +94,14 @@ def start(session: Session, *, identifier: str, born_on: dt.date, ip: str | None
     )
     session.add(attempt)
     session.flush()
-    message = None
-    if borrower is not None and (borrower.phone or borrower.email):
-        recent = _recent_code_times(session, borrower.id)
-        if rules.resend_wait(recent, utcnow()) is None:
-            message = _issue_code(session, attempt, borrower, token, key)
+    reachable = borrower is not None and bool(borrower.phone or borrower.email)
+    if reachable and rules.resend_wait(_recent_code_times(session, attempt.borrower_id), utcnow()) is None:
+        message = _issue_code(session, attempt, borrower, token, key)
     else:
-        _issue_code(session, attempt, None, token, key)  # the same work, a code nobody receives
+        # Nobody matched, nobody can be reached, or this borrower had three codes in 15 minutes:
+        # the same work and the same next page, with a code nobody receives (a resend says "wait").
+        message = None
+        _issue_code(session, attempt, None, token, key)
     session.commit()
     return Started(token, message)
 

@@ -129,6 +129,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             # tests. (Leave RATELIMIT_ENABLED alone: the Limiter is one process-wide object and
             # turning it off here would turn it off for every app built after this one.)
             "SIGNIN_RATE_LIMIT": "200 per minute",
+            "BORROWER_SIGNIN_RATE_LIMIT": "200 per minute",
+            "BORROWER_CODE_RATE_LIMIT": "200 per minute",
         }
     )
     with app.app_context(), db.session_scope() as session:

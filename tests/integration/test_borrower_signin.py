@@ -230,3 +230,27 @@ def test_a_fragment_of_a_phone_number_identifies_nobody(
     factories.account(session, owner=owner)
     _identify(client, fragment)
     assert _codes_sent_to(session, "+8613800001234") == []
+
+
+def test_a_fourth_sign_in_within_fifteen_minutes_sends_nothing_and_a_resend_says_wait(
+    session: Session, account, app
+) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(3):
+        _identify(app.test_client(), "LN-SIGN-1")
+    fourth = app.test_client()
+    fourth.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    assert _identify(fourth, "LN-SIGN-1").location == "/signin/code"
+    assert len(_codes_sent_to(session, account.borrower.phone)) == 3
+    response = fourth.post("/signin/code", data={"code": "123456"})
+    assert "That code is not right" in response.get_data(as_text=True)
+    waiting = fourth.post("/signin/resend", follow_redirects=True)
+    assert "Please wait" in waiting.get_data(as_text=True)
+
+
+def test_asking_for_codes_is_rate_limited_per_address(make_app, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(DATABASE_URL=database_url, WTF_CSRF_ENABLED=False, BORROWER_SIGNIN_RATE_LIMIT="2 per hour")
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    statuses = [_identify(client, "", "").status_code for _ in range(3)]  # refused input: nothing is stored
+    assert statuses == [422, 422, 429]
+    assert "Too many attempts" in _identify(client, "", "").get_data(as_text=True)
