@@ -48,8 +48,7 @@ from urllib.parse import urlencode, urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
-LUA_IDS = BENCH / "wrk_random_ids.lua"
-LUA_COOKIES = BENCH / "wrk_cookies.lua"
+LUA = BENCH / "wrk_requests.lua"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
@@ -671,14 +670,14 @@ def prepare_targets(
     # The reference route is measured as the cheapest database-backed page: no cookie, so no
     # user is loaded, one primary-key query.
     targets: dict[str, Callable[[], Target]] = {
-        "reference": lambda: Target("reference", LUA_IDS, (REFERENCE, *ids))
+        "reference": lambda: Target("reference", LUA, ("ids", REFERENCE, *ids))
     }
     if "staff-account" in args.pages:
         staff_cookie = sign_in(port, bench_seed.BENCH_STAFF_EMAIL, *staff)
         staff_cookie = check_staff_page(port, staff_cookie, probe, probe_ref)
         print("staff agent signed in over HTTP; the staff page answers 200 with the account's reference")
         targets["staff-account"] = lambda: Target(
-            "staff-account", LUA_IDS, (STAFF_PAGE, *ids), sessions.touch(staff_cookie)
+            "staff-account", LUA, ("ids", STAFF_PAGE, *ids), sessions.touch(staff_cookie)
         )
     if "borrower-home" in args.pages:
         cookies = write_borrower_cookies(sessions, borrowers, cookie_file)
@@ -690,7 +689,7 @@ def prepare_targets(
 
         def borrower_home() -> Target:
             write_borrower_cookies(sessions, borrowers, cookie_file)  # signed in just now
-            return Target("borrower-home", LUA_COOKIES, (BORROWER_HOME, str(cookie_file), str(args.seed)))
+            return Target("borrower-home", LUA, ("cookies", BORROWER_HOME, str(cookie_file), str(args.seed)))
 
         targets["borrower-home"] = borrower_home
     return targets
