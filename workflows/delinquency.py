@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from enum import StrEnum
 
@@ -80,6 +80,24 @@ _KIND_ORDER = {kind: position for position, kind in enumerate(ConsequenceKind)}
 
 
 @dataclass(frozen=True)
+class BreathingSpace:
+    """A pause from a hardship request: from `starts_on` to `ends_on` (inclusive) late fees
+    stop and/or collection contact pauses."""
+
+    starts_on: date
+    ends_on: date
+    stops_fees: bool
+    pauses_contact: bool
+
+    def covers(self, day: date) -> bool:
+        return self.starts_on <= day <= self.ends_on
+
+
+CONTACT_KINDS = frozenset({ConsequenceKind.CALLS, ConsequenceKind.LETTERS, ConsequenceKind.HOME_VISITS})
+"""The consequences that are contact by our team, which a breathing space pauses."""
+
+
+@dataclass(frozen=True)
 class AccountFacts:
     """What the timeline needs to know about one account; amounts in minor units of its currency."""
 
@@ -91,6 +109,7 @@ class AccountFacts:
     referred_to_legal: bool = False
     plan_active: bool = False
     """A signed repayment plan is in force."""
+    breathing_space: BreathingSpace | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +129,8 @@ class Consequence:
     """Paying the overdue amount before `on` prevents it."""
     stopped_by_plan: bool
     """Agreeing a repayment plan before `on` prevents it."""
+    paused_until: date | None = None
+    """Already in effect but paused by a breathing space up to and including this day."""
 
 
 def _milestones(policy: Policy) -> tuple[tuple[ConsequenceKind, int], ...]:
@@ -147,6 +168,9 @@ def _next_late_fee(facts: AccountFacts, policy: Policy, today: date) -> Conseque
     first = overdue_since + timedelta(days=policy.late_fee_grace_days)
     periods = 0 if first > today else (today - first).days // LATE_FEE_PERIOD_DAYS + 1
     on = first + timedelta(days=LATE_FEE_PERIOD_DAYS * periods)
+    pause = facts.breathing_space
+    while pause is not None and pause.stops_fees and pause.covers(on):
+        on += timedelta(days=LATE_FEE_PERIOD_DAYS)  # no fee falls due in the pause; the next one after it
     # No fee is charged on or after charge-off: the debt leaves collections treatment that day.
     if on >= overdue_since + timedelta(days=policy.charge_off_dpd):
         return None
@@ -168,6 +192,18 @@ def _outlives_plan(item: Consequence, facts: AccountFacts) -> bool:
     if item.kind == ConsequenceKind.LEGAL_REVIEW:
         return facts.referred_to_legal
     return item.kind in (ConsequenceKind.CREDIT_BUREAU, ConsequenceKind.CHARGE_OFF)
+
+
+def _paused(item: Consequence, pause: BreathingSpace | None, today: date) -> Consequence:
+    """Contact that would begin during a breathing space begins the day after it; contact that
+    has already begun is paused until its end."""
+    if pause is None or not pause.pauses_contact or item.kind not in CONTACT_KINDS or not pause.covers(today):
+        return item
+    if item.in_effect:
+        return replace(item, paused_until=pause.ends_on)
+    if pause.covers(item.on):
+        return replace(item, on=pause.ends_on + timedelta(days=1))
+    return item
 
 
 def consequences(facts: AccountFacts, policy: Policy, today: date) -> list[Consequence]:
@@ -208,6 +244,7 @@ def consequences(facts: AccountFacts, policy: Policy, today: date) -> list[Conse
                 stopped_by_plan=not in_effect,
             )
         )
+    items = [_paused(item, facts.breathing_space, today) for item in items]
     fee = _next_late_fee(facts, policy, today)
     if fee is not None:
         items.append(fee)

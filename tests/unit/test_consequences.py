@@ -7,7 +7,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workflows.delinquency import AccountFacts, Consequence, ConsequenceKind, consequences
+from workflows.delinquency import (
+    CONTACT_KINDS,
+    AccountFacts,
+    BreathingSpace,
+    Consequence,
+    ConsequenceKind,
+    consequences,
+)
 from workflows.errors import DomainError
 from workflows.policy import DEFAULT_POLICY, Policy
 
@@ -368,3 +375,54 @@ def test_milestones_land_on_their_policy_day_past_due(facts: AccountFacts, polic
         assert (kind in listed) == expected
         if expected:
             assert listed[kind].on == on
+
+
+# --- Breathing space ------------------------------------------------------------------------------
+
+
+def _space(start_dpd: int, days: int, *, fees: bool = True, contact: bool = True) -> BreathingSpace:
+    return BreathingSpace(_on(start_dpd), _on(start_dpd + days - 1), stops_fees=fees, pauses_contact=contact)
+
+
+def test_breathing_space_moves_contact_that_would_begin_in_it_to_the_day_after() -> None:
+    # Day 20: calls and letters would begin on day 31; a 30-day pause from day 20 ends on day 49.
+    items = {item.kind: item for item in _timeline(20, breathing_space=_space(20, 30))}
+    assert items[K.CALLS].on == _on(50)
+    assert items[K.LETTERS].on == _on(50)
+    # Reporting and legal review are not contact: a pause does not move them.
+    assert items[K.CREDIT_BUREAU].on == _on(90)
+
+
+def test_breathing_space_pauses_contact_already_begun() -> None:
+    items = {item.kind: item for item in _timeline(40, breathing_space=_space(40, 30))}
+    assert items[K.CALLS].in_effect
+    assert items[K.CALLS].paused_until == _on(69)
+    assert items[K.CREDIT_BUREAU].paused_until is None
+
+
+def test_breathing_space_that_stops_fees_moves_the_next_fee_past_it() -> None:
+    # Fees fall due on days 5, 35, 65…; a pause over days 30-59 skips the fee of day 35.
+    [fee] = [i for i in _timeline(30, breathing_space=_space(30, 30)) if i.kind == K.LATE_FEE]
+    assert fee.on == _on(65)
+    [unpaused] = [i for i in _timeline(30) if i.kind == K.LATE_FEE]
+    assert unpaused.on == _on(35)
+
+
+def test_breathing_space_that_only_pauses_contact_leaves_fees() -> None:
+    [fee] = [i for i in _timeline(30, breathing_space=_space(30, 30, fees=False)) if i.kind == K.LATE_FEE]
+    assert fee.on == _on(35)
+
+
+def test_a_breathing_space_that_has_ended_changes_nothing() -> None:
+    ended = _space(0, 10)
+    assert _timeline(40, breathing_space=ended) == _timeline(40)
+
+
+@given(st.integers(min_value=1, max_value=170), st.integers(min_value=1, max_value=60))
+def test_nothing_paused_happens_inside_the_breathing_space(dpd: int, days: int) -> None:
+    space = _space(dpd, days)
+    for item in _timeline(dpd, breathing_space=space):
+        if item.kind in CONTACT_KINDS and not item.in_effect:
+            assert not space.covers(item.on)
+        if item.kind == K.LATE_FEE:
+            assert not space.covers(item.on)
