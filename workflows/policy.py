@@ -1,12 +1,15 @@
-"""Collections policy: stage thresholds, late fees and when each treatment begins."""
+"""Collections policy: stage thresholds, late fees, when each treatment begins, and the hardship
+section — what may be offered without review at each stage, the reference spending an income and
+expenditure statement is compared with, and the time limits of a hardship case."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from types import MappingProxyType
 
+from workflows.affordability import COST_CATEGORIES, BudgetCategory
 from workflows.errors import DomainError
 from workflows.money import CURRENCY_EXPONENTS
 
@@ -25,6 +28,436 @@ _MONEY_FIELDS = ("late_fee_amount", "late_fee_cap_per_account")
 
 def _frozen(values: Mapping[str, int]) -> Mapping[str, int]:
     return MappingProxyType(dict(values))
+
+
+def _hashable(value: object) -> object:
+    # Mappings are hashed by their items (keys as text, so enum and plain-string keys agree).
+    if isinstance(value, Mapping):
+        return tuple(sorted(((str(key), _hashable(item)) for key, item in value.items()), key=lambda p: p[0]))
+    return value
+
+
+def _invalid(problems: str) -> DomainError:
+    return DomainError("policy_invalid", "The policy is invalid: {problems}", problems=problems)
+
+
+def _settings(
+    data: object, path: str, known: Iterable[str], required: Iterable[str] = ()
+) -> dict[str, object]:
+    """Stored settings at `path` as a dict, refusing anything but named, known settings."""
+    if not isinstance(data, Mapping):
+        raise _invalid(f"{path} must be a set of named settings.")
+    unknown = sorted(set(map(str, data)) - set(known))
+    if unknown:
+        raise _invalid(f"unknown settings {', '.join(f'{path}.{name}' for name in unknown)}.")
+    missing = sorted(set(required) - set(data))
+    if missing:
+        raise _invalid(f"missing settings {', '.join(f'{path}.{name}' for name in missing)}.")
+    return {str(key): value for key, value in data.items()}
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _amount_table_problems(path: str, amounts: object, *, positive: bool = False) -> list[str]:
+    if not isinstance(amounts, Mapping):
+        return [f"{path} must map currency codes to amounts."]
+    problems: list[str] = []
+    for currency, amount in amounts.items():
+        if currency not in CURRENCY_EXPONENTS:
+            problems.append(f"{path} has an unknown currency {currency!r}.")
+        if not _is_whole(amount):
+            problems.append(f"{path}[{currency!r}] must be whole minor units.")
+        elif amount < (1 if positive else 0):
+            problems.append(f"{path}[{currency!r}] must be {'positive' if positive else 'at least 0'}.")
+    return problems
+
+
+def _range_problem(path: str, value: object, low: int, high: int) -> list[str]:
+    if not _is_whole(value):
+        return [f"{path} must be a whole number."]
+    assert isinstance(value, int)
+    if not low <= value <= high:
+        return [f"{path} must be from {low} to {high}."]
+    return []
+
+
+# --- Hardship: relief without review, reference spending, case time limits ----------------------
+
+BASIS_POINTS = 10_000
+"""A share of 100 %, in basis points."""
+
+MAX_HOLIDAY_MONTHS = 3
+MAX_PLAN_MONTHS = 120
+
+
+@dataclass(frozen=True)
+class ReliefLimits:
+    """What a borrower may be offered at one stage without anyone reviewing it. The defaults offer
+    nothing: a stage the admin has not configured sends every request to review.
+
+    A waiver (fees, interest) is limited both as a share of the whole balance and as an amount; a
+    settlement is limited by `settlement_min_share_bp` instead of the waived share (it is a waiver
+    by nature) and still by the amount. Payment-holiday months count towards the term and, when
+    interest is frozen through them, towards `interest_freeze_max_months`. Zero means "not
+    without review".
+    """
+
+    max_waived_share_bp: int = 0
+    """Fees and interest waived, at most this share of the balance (2000 = 20 %)."""
+    max_waived_amount: Mapping[str, int] = field(default_factory=lambda: _frozen({}))
+    """Per currency, minor units; a currency not listed may have nothing waived."""
+    max_term_months: int = 0
+    """The longest plan: payment-holiday months plus instalments."""
+    min_instalment: Mapping[str, int] = field(default_factory=lambda: _frozen({}))
+    """Per currency, the smallest regular instalment worth collecting; not listed means one minor unit."""
+    max_holiday_months: int = 0
+    """0 to 3."""
+    interest_freeze_max_months: int = 0
+    settlement_min_share_bp: int = BASIS_POINTS
+    """A settlement asks for at least this share of the balance."""
+    allow_settlement: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("max_waived_amount", "min_instalment"):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                object.__setattr__(self, name, _frozen(value))
+
+    def __hash__(self) -> int:
+        return hash(tuple(_hashable(getattr(self, f.name)) for f in fields(self)))
+
+    def problems(self, path: str) -> list[str]:
+        """What is wrong with these limits, each problem naming its setting under `path`."""
+        problems: list[str] = []
+        problems += _range_problem(f"{path}.max_waived_share_bp", self.max_waived_share_bp, 0, BASIS_POINTS)
+        problems += _range_problem(
+            f"{path}.settlement_min_share_bp", self.settlement_min_share_bp, 0, BASIS_POINTS
+        )
+        problems += _range_problem(f"{path}.max_term_months", self.max_term_months, 0, MAX_PLAN_MONTHS)
+        problems += _range_problem(
+            f"{path}.max_holiday_months", self.max_holiday_months, 0, MAX_HOLIDAY_MONTHS
+        )
+        problems += _range_problem(
+            f"{path}.interest_freeze_max_months", self.interest_freeze_max_months, 0, MAX_PLAN_MONTHS
+        )
+        problems += _amount_table_problems(f"{path}.max_waived_amount", self.max_waived_amount)
+        problems += _amount_table_problems(f"{path}.min_instalment", self.min_instalment)
+        if not isinstance(self.allow_settlement, bool):
+            problems.append(f"{path}.allow_settlement must be true or false.")
+        if not problems and self.max_holiday_months > self.max_term_months:
+            problems.append(f"{path}.max_holiday_months cannot be longer than max_term_months.")
+        return problems
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            f.name: dict(value) if isinstance(value := getattr(self, f.name), Mapping) else value
+            for f in fields(self)
+        }
+
+    @classmethod
+    def from_dict(cls, data: object, path: str) -> ReliefLimits:
+        return cls(**_settings(data, path, (f.name for f in fields(cls))))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ReferenceAmount:
+    """Monthly reference spending on one category (like an SFS trigger figure), in minor units:
+    for the first adult, each further adult or dependant, and each child."""
+
+    first_adult: int
+    each_other_adult: int
+    each_child: int
+
+    def problems(self, path: str) -> list[str]:
+        problems: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not _is_whole(value) or value < 0:
+                problems.append(f"{path}.{f.name} must be whole minor units, at least 0.")
+        return problems
+
+    def to_dict(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: object, path: str) -> ReferenceAmount:
+        names = [f.name for f in fields(cls)]
+        return cls(**_settings(data, path, names, required=names))  # type: ignore[arg-type]
+
+
+def _money(cny: int, usd: int, eur: int) -> Mapping[str, int]:
+    return _frozen({"CNY": cny, "USD": usd, "EUR": eur})
+
+
+def _default_relief_limits() -> Mapping[Stage, ReliefLimits]:
+    # Concessions grow with the stage: an early slip gets a short plan and little waived; a mid-stage
+    # borrower up to two years, a fifth waived and three months' holiday; late stage a settlement
+    # from 60 %; once referred to legal or charged off, only a settlement is pre-approved.
+    return MappingProxyType(
+        {
+            Stage.CURRENT: ReliefLimits(),
+            Stage.EARLY: ReliefLimits(
+                max_waived_share_bp=500,
+                max_waived_amount=_money(50000, 10000, 10000),
+                max_term_months=6,
+                min_instalment=_money(10000, 2500, 2500),
+                max_holiday_months=1,
+                interest_freeze_max_months=1,
+            ),
+            Stage.MID: ReliefLimits(
+                max_waived_share_bp=2000,
+                max_waived_amount=_money(500000, 100000, 100000),
+                max_term_months=24,
+                min_instalment=_money(10000, 2500, 2500),
+                max_holiday_months=3,
+                interest_freeze_max_months=6,
+            ),
+            Stage.LATE: ReliefLimits(
+                max_waived_share_bp=3000,
+                max_waived_amount=_money(1500000, 300000, 300000),
+                max_term_months=36,
+                min_instalment=_money(10000, 2500, 2500),
+                max_holiday_months=3,
+                interest_freeze_max_months=12,
+                settlement_min_share_bp=6000,
+                allow_settlement=True,
+            ),
+            Stage.LEGAL: ReliefLimits(
+                max_waived_amount=_money(3000000, 500000, 500000),
+                settlement_min_share_bp=6000,
+                allow_settlement=True,
+            ),
+            Stage.CHARGED_OFF: ReliefLimits(
+                max_waived_amount=_money(5000000, 800000, 800000),
+                settlement_min_share_bp=5000,
+                allow_settlement=True,
+            ),
+        }
+    )
+
+
+_REFERENCE_FIGURES: dict[str, dict[BudgetCategory, tuple[int, int, int]]] = {
+    # Monthly, in minor units: first adult, each other adult or dependant, each child.
+    "CNY": {
+        BudgetCategory.HOUSING: (250000, 80000, 50000),
+        BudgetCategory.UTILITIES: (30000, 10000, 8000),
+        BudgetCategory.PROPERTY_TAX: (20000, 0, 0),
+        BudgetCategory.INSURANCE: (30000, 20000, 10000),
+        BudgetCategory.CARE_COSTS: (50000, 30000, 30000),
+        BudgetCategory.OTHER_FIXED: (20000, 10000, 5000),
+        BudgetCategory.FOOD_HOUSEKEEPING: (150000, 100000, 70000),
+        BudgetCategory.TRANSPORT: (50000, 30000, 10000),
+        BudgetCategory.COMMUNICATIONS: (20000, 10000, 5000),
+        BudgetCategory.CHILDCARE: (0, 0, 150000),
+        BudgetCategory.HEALTH: (20000, 15000, 10000),
+        BudgetCategory.PERSONAL_CLOTHING: (30000, 20000, 15000),
+        BudgetCategory.OTHER_FLEXIBLE: (20000, 10000, 10000),
+    },
+    "USD": {
+        BudgetCategory.HOUSING: (150000, 30000, 25000),
+        BudgetCategory.UTILITIES: (20000, 5000, 4000),
+        BudgetCategory.PROPERTY_TAX: (15000, 0, 0),
+        BudgetCategory.INSURANCE: (15000, 10000, 5000),
+        BudgetCategory.CARE_COSTS: (20000, 15000, 15000),
+        BudgetCategory.OTHER_FIXED: (10000, 5000, 2500),
+        BudgetCategory.FOOD_HOUSEKEEPING: (50000, 35000, 25000),
+        BudgetCategory.TRANSPORT: (35000, 20000, 5000),
+        BudgetCategory.COMMUNICATIONS: (10000, 5000, 2500),
+        BudgetCategory.CHILDCARE: (0, 0, 60000),
+        BudgetCategory.HEALTH: (15000, 10000, 7500),
+        BudgetCategory.PERSONAL_CLOTHING: (10000, 6000, 5000),
+        BudgetCategory.OTHER_FLEXIBLE: (10000, 5000, 4000),
+    },
+    "EUR": {
+        BudgetCategory.HOUSING: (100000, 25000, 20000),
+        BudgetCategory.UTILITIES: (20000, 5000, 4000),
+        BudgetCategory.PROPERTY_TAX: (8000, 0, 0),
+        BudgetCategory.INSURANCE: (10000, 6000, 4000),
+        BudgetCategory.CARE_COSTS: (15000, 10000, 10000),
+        BudgetCategory.OTHER_FIXED: (8000, 4000, 2000),
+        BudgetCategory.FOOD_HOUSEKEEPING: (40000, 28000, 20000),
+        BudgetCategory.TRANSPORT: (25000, 15000, 4000),
+        BudgetCategory.COMMUNICATIONS: (7000, 3500, 2000),
+        BudgetCategory.CHILDCARE: (0, 0, 40000),
+        BudgetCategory.HEALTH: (8000, 6000, 4000),
+        BudgetCategory.PERSONAL_CLOTHING: (8000, 5000, 4000),
+        BudgetCategory.OTHER_FLEXIBLE: (8000, 4000, 3000),
+    },
+}
+
+
+def _default_reference_spending() -> Mapping[str, Mapping[BudgetCategory, ReferenceAmount]]:
+    return MappingProxyType(
+        {
+            currency: MappingProxyType({c: ReferenceAmount(*figures) for c, figures in table.items()})
+            for currency, table in _REFERENCE_FIGURES.items()
+        }
+    )
+
+
+def _stage_key(key: object) -> object:
+    # An unknown key stays as it is, for validate() to name.
+    return Stage(key) if isinstance(key, str) and key in _STAGE_VALUES else key
+
+
+def _category_key(key: object) -> object:
+    return BudgetCategory(key) if isinstance(key, str) and key in _CATEGORY_VALUES else key
+
+
+_STAGE_VALUES = frozenset(Stage)
+_CATEGORY_VALUES = frozenset(BudgetCategory)
+
+
+@dataclass(frozen=True)
+class HardshipPolicy:
+    """The hardship section of the policy."""
+
+    relief_limits: Mapping[Stage, ReliefLimits] = field(default_factory=_default_relief_limits)
+    """One per stage."""
+    reference_spending: Mapping[str, Mapping[BudgetCategory, ReferenceAmount]] = field(
+        default_factory=_default_reference_spending
+    )
+    """Currency -> living-cost category -> reference; a category left out has no reference."""
+    offer_valid_days: int = 14
+    """An offer can be accepted for this many days. At most 28, so it expires before its first
+    instalment falls due a month after it was made."""
+    review_sla_days: int = 5
+    """A case in review should be decided within this many days."""
+    breathing_space_days: int = 30
+    """Collections pause this long while a borrower gets debt advice."""
+    breathing_space_stops_fees: bool = True
+    breathing_space_pauses_contact: bool = True
+    max_monthly_amount: Mapping[str, int] = field(
+        default_factory=lambda: _money(1_000_000_000, 150_000_000, 150_000_000)
+    )
+    """Per currency: no single budget category can come to more than this a month (absurd input)."""
+
+    def __post_init__(self) -> None:
+        # Freeze every table, and read stored keys as the enums they name.
+        if isinstance(self.relief_limits, Mapping):
+            object.__setattr__(
+                self,
+                "relief_limits",
+                MappingProxyType({_stage_key(k): v for k, v in self.relief_limits.items()}),
+            )
+        if isinstance(self.reference_spending, Mapping):
+            object.__setattr__(
+                self,
+                "reference_spending",
+                MappingProxyType(
+                    {
+                        currency: MappingProxyType({_category_key(k): v for k, v in table.items()})
+                        if isinstance(table, Mapping)
+                        else table
+                        for currency, table in self.reference_spending.items()
+                    }
+                ),
+            )
+        if isinstance(self.max_monthly_amount, Mapping):
+            object.__setattr__(self, "max_monthly_amount", _frozen(self.max_monthly_amount))
+
+    def __hash__(self) -> int:
+        return hash(tuple(_hashable(getattr(self, f.name)) for f in fields(self)))
+
+    def validate(self) -> list[str]:
+        """Every stage has sound limits, reference figures are known categories in known
+        currencies, and the guard for absurd input covers every currency with reference figures."""
+        problems = self._limit_problems() + self._reference_problems()
+        problems += _amount_table_problems(
+            "hardship.max_monthly_amount", self.max_monthly_amount, positive=True
+        )
+        problems += _range_problem("hardship.offer_valid_days", self.offer_valid_days, 1, 28)
+        problems += _range_problem("hardship.review_sla_days", self.review_sla_days, 1, 60)
+        problems += _range_problem("hardship.breathing_space_days", self.breathing_space_days, 0, 90)
+        for name in ("breathing_space_stops_fees", "breathing_space_pauses_contact"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"hardship.{name} must be true or false.")
+        return problems
+
+    def _limit_problems(self) -> list[str]:
+        if not isinstance(self.relief_limits, Mapping):
+            return ["hardship.relief_limits must map stages to limits."]
+        problems: list[str] = []
+        for stage in Stage:
+            if stage not in self.relief_limits:
+                problems.append(f"hardship.relief_limits has no limits for the {stage} stage.")
+        for key, limits in self.relief_limits.items():
+            path = f"hardship.relief_limits.{key}"
+            if not isinstance(key, Stage):
+                problems.append(f"hardship.relief_limits has an unknown stage {key!r}.")
+            elif not isinstance(limits, ReliefLimits):
+                problems.append(f"{path} must be relief limits.")
+            else:
+                problems += limits.problems(path)
+        return problems
+
+    def _reference_problems(self) -> list[str]:
+        if not isinstance(self.reference_spending, Mapping):
+            return ["hardship.reference_spending must map currencies to reference tables."]
+        problems: list[str] = []
+        for currency, table in self.reference_spending.items():
+            path = f"hardship.reference_spending.{currency}"
+            if currency not in CURRENCY_EXPONENTS:
+                problems.append(f"hardship.reference_spending has an unknown currency {currency!r}.")
+            if isinstance(self.max_monthly_amount, Mapping) and currency not in self.max_monthly_amount:
+                problems.append(f"hardship.max_monthly_amount has no guard for {currency!r}.")
+            if not isinstance(table, Mapping):
+                problems.append(f"{path} must map categories to reference amounts.")
+                continue
+            for category, amount in table.items():
+                if category not in COST_CATEGORIES:
+                    problems.append(f"{path} has {category!r}, which is not a living-cost category.")
+                elif not isinstance(amount, ReferenceAmount):
+                    problems.append(f"{path}.{category} must be a reference amount.")
+                else:
+                    problems += amount.problems(f"{path}.{category}")
+        return problems
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON values: stage, currency and category keys as strings."""
+        data: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "relief_limits":
+                data[f.name] = {str(stage): limits.to_dict() for stage, limits in value.items()}
+            elif f.name == "reference_spending":
+                data[f.name] = {
+                    str(currency): {str(c): amount.to_dict() for c, amount in table.items()}
+                    for currency, table in value.items()
+                }
+            elif isinstance(value, Mapping):
+                data[f.name] = dict(value)
+            else:
+                data[f.name] = value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: object) -> HardshipPolicy:
+        """Build the section from stored values; a missing setting takes its default, an unknown
+        one refuses the policy."""
+        settings = _settings(data, "hardship", (f.name for f in fields(cls)))
+        if "relief_limits" in settings:
+            stages = _settings(settings["relief_limits"], "hardship.relief_limits", map(str, Stage))
+            settings["relief_limits"] = {
+                stage: ReliefLimits.from_dict(limits, f"hardship.relief_limits.{stage}")
+                for stage, limits in stages.items()
+            }
+        if "reference_spending" in settings:
+            tables = settings["reference_spending"]
+            if not isinstance(tables, Mapping):
+                raise _invalid("hardship.reference_spending must map currencies to reference tables.")
+            spending: dict[str, dict[str, ReferenceAmount]] = {}
+            for currency, table in tables.items():
+                path = f"hardship.reference_spending.{currency}"
+                categories = _settings(table, path, map(str, COST_CATEGORIES))
+                spending[currency] = {
+                    category: ReferenceAmount.from_dict(amount, f"{path}.{category}")
+                    for category, amount in categories.items()
+                }
+            settings["reference_spending"] = spending
+        return cls(**settings)  # type: ignore[arg-type]  # validate() checks every value
 
 
 @dataclass(frozen=True)
@@ -47,6 +480,7 @@ class Policy:
     credit_bureau_report_dpd: int = 90
     home_visit_from_dpd: int = 91
     legal_review_dpd: int = 120
+    hardship: HardshipPolicy = field(default_factory=HardshipPolicy)
 
     def __post_init__(self) -> None:
         # Copy the caller's dicts so later edits to them cannot change a policy in force.
@@ -68,7 +502,7 @@ class Policy:
     def validate(self) -> list[str]:
         """A policy is usable only if the stages follow each other and every fee is known and capped."""
         # Each check assumes the ones before it passed, so stop at the first that finds problems.
-        for check in (self._day_problems, self._amount_problems, self._cap_problems):
+        for check in (self._day_problems, self._amount_problems, self._cap_problems, self._hardship_problems):
             problems = check()
             if problems:
                 return problems
@@ -76,7 +510,7 @@ class Policy:
 
     def _day_problems(self) -> list[str]:
         problems: list[str] = []
-        for name in (f.name for f in fields(self) if f.name not in _MONEY_FIELDS):
+        for name in (f.name for f in fields(self) if f.name not in (*_MONEY_FIELDS, "hardship")):
             value = getattr(self, name)
             # A grace of zero days is a legitimate (strict) choice; a threshold of zero is not,
             # because day zero is the due date itself.
@@ -120,12 +554,21 @@ class Policy:
                 problems.append(f"The late fee in {currency} is larger than its cap per account.")
         return problems
 
+    def _hardship_problems(self) -> list[str]:
+        if not isinstance(self.hardship, HardshipPolicy):
+            return ["hardship must be a hardship section."]
+        return self.hardship.validate()
+
     def to_dict(self) -> dict[str, object]:
         """The policy as plain JSON-ready values."""
-        return {
-            f.name: dict(value) if isinstance(value := getattr(self, f.name), Mapping) else value
-            for f in fields(self)
-        }
+        data: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, HardshipPolicy):
+                data[f.name] = value.to_dict()
+            else:
+                data[f.name] = dict(value) if isinstance(value, Mapping) else value
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Policy:
@@ -139,7 +582,10 @@ class Policy:
                 "The policy is invalid: {problems}",
                 problems=f"unknown settings {', '.join(map(str, unknown))}.",
             )
-        policy = cls(**data)  # type: ignore[arg-type]  # validate() checks every value's type
+        settings = dict(data)
+        if "hardship" in settings:
+            settings["hardship"] = HardshipPolicy.from_dict(settings["hardship"])
+        policy = cls(**settings)  # type: ignore[arg-type]  # validate() checks every value's type
         problems = policy.validate()
         if problems:
             raise DomainError(

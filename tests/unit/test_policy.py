@@ -1,11 +1,13 @@
+import json
 from dataclasses import replace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from workflows.affordability import COST_CATEGORIES
 from workflows.errors import DomainError
-from workflows.policy import DEFAULT_POLICY, Policy
+from workflows.policy import DEFAULT_POLICY, HardshipPolicy, Policy, ReferenceAmount, ReliefLimits, Stage
 
 
 @st.composite
@@ -115,3 +117,188 @@ def test_policy_from_dict_refuses_unknown_settings() -> None:
         Policy.from_dict({"charge_of_dpd": 365})
     assert raised.value.code == "policy_invalid"
     assert "charge_of_dpd" in str(raised.value)
+
+
+# --- The hardship section ---------------------------------------------------------------------
+
+_CURRENCIES = ["CNY", "USD", "EUR", "JPY", "KWD"]
+
+
+@st.composite
+def relief_limits(draw: st.DrawFn) -> ReliefLimits:
+    term = draw(st.integers(min_value=0, max_value=120))
+    currencies = draw(st.lists(st.sampled_from(_CURRENCIES), unique=True))
+    money = st.integers(min_value=0, max_value=10**9)
+    return ReliefLimits(
+        max_waived_share_bp=draw(st.integers(min_value=0, max_value=10000)),
+        max_waived_amount={c: draw(money) for c in currencies},
+        max_term_months=term,
+        min_instalment={c: draw(money) for c in currencies},
+        max_holiday_months=draw(st.integers(min_value=0, max_value=min(3, term))),
+        interest_freeze_max_months=draw(st.integers(min_value=0, max_value=120)),
+        settlement_min_share_bp=draw(st.integers(min_value=0, max_value=10000)),
+        allow_settlement=draw(st.booleans()),
+    )
+
+
+@st.composite
+def hardship_sections(draw: st.DrawFn) -> HardshipPolicy:
+    currencies = draw(st.lists(st.sampled_from(_CURRENCIES), unique=True))
+    figures = st.integers(min_value=0, max_value=10**7)
+    references = st.builds(ReferenceAmount, figures, figures, figures)
+    return HardshipPolicy(
+        relief_limits={stage: draw(relief_limits()) for stage in Stage},
+        reference_spending={
+            c: draw(st.dictionaries(st.sampled_from(COST_CATEGORIES), references)) for c in currencies
+        },
+        offer_valid_days=draw(st.integers(min_value=1, max_value=28)),
+        review_sla_days=draw(st.integers(min_value=1, max_value=60)),
+        breathing_space_days=draw(st.integers(min_value=0, max_value=90)),
+        breathing_space_stops_fees=draw(st.booleans()),
+        breathing_space_pauses_contact=draw(st.booleans()),
+        max_monthly_amount={c: draw(st.integers(min_value=1, max_value=10**12)) for c in currencies},
+    )
+
+
+def test_default_hardship_limits_grow_with_the_stage() -> None:
+    hardship = DEFAULT_POLICY.hardship
+    assert hardship.validate() == []
+    assert set(hardship.relief_limits) == set(Stage)
+    current, early, mid, late = (hardship.relief_limits[s] for s in list(Stage)[:4])
+    assert current.max_term_months == 0 and current.max_waived_share_bp == 0
+    assert early.max_waived_share_bp < mid.max_waived_share_bp == 2000
+    assert early.max_term_months < mid.max_term_months == 24
+    assert mid.max_holiday_months == 3
+    assert not mid.allow_settlement
+    assert late.allow_settlement and late.settlement_min_share_bp == 6000
+    for stage in (Stage.LEGAL, Stage.CHARGED_OFF):
+        limits = hardship.relief_limits[stage]
+        assert limits.allow_settlement
+        assert limits.max_term_months == limits.max_waived_share_bp == limits.max_holiday_months == 0
+    assert (hardship.offer_valid_days, hardship.review_sla_days, hardship.breathing_space_days) == (14, 5, 30)
+
+
+def test_default_reference_spending_covers_every_living_cost_in_three_currencies() -> None:
+    spending = DEFAULT_POLICY.hardship.reference_spending
+    for currency in ("CNY", "USD", "EUR"):
+        assert set(spending[currency]) == set(COST_CATEGORIES)
+        assert currency in DEFAULT_POLICY.hardship.max_monthly_amount
+    assert DEFAULT_POLICY.hardship.max_monthly_amount["CNY"] == 1_000_000_000
+
+
+@given(hardship_sections())
+def test_hardship_section_round_trips_through_json(hardship: HardshipPolicy) -> None:
+    policy = Policy(hardship=hardship)
+    assert policy.validate() == []
+    data = json.loads(json.dumps(policy.to_dict()))
+    assert data == policy.to_dict()
+    restored = Policy.from_dict(data)
+    assert restored == policy
+    assert hash(restored) == hash(policy)
+    assert all(isinstance(stage, Stage) for stage in restored.hardship.relief_limits)
+
+
+def test_hardship_to_dict_uses_plain_string_keys() -> None:
+    data = DEFAULT_POLICY.hardship.to_dict()
+    limits = data["relief_limits"]
+    spending = data["reference_spending"]
+    assert isinstance(limits, dict) and isinstance(spending, dict)
+    assert all(type(key) is str for key in limits)
+    assert all(type(key) is str for table in spending.values() for key in table)
+    assert limits["mid"]["max_waived_share_bp"] == 2000
+
+
+def test_stored_policy_without_a_hardship_section_takes_the_defaults() -> None:
+    data = DEFAULT_POLICY.to_dict()
+    del data["hardship"]
+    assert Policy.from_dict(data).hardship == DEFAULT_POLICY.hardship
+    partial = Policy.from_dict({"hardship": {"offer_valid_days": 7}})
+    assert partial.hardship.offer_valid_days == 7
+    assert partial.hardship.relief_limits == DEFAULT_POLICY.hardship.relief_limits
+
+
+def test_hardship_section_cannot_be_changed_after_the_fact() -> None:
+    limits = {stage: ReliefLimits() for stage in Stage}
+    amounts = {"CNY": 100}
+    limits[Stage.MID] = ReliefLimits(max_waived_amount=amounts)
+    policy = Policy(hardship=HardshipPolicy(relief_limits=limits))
+    limits[Stage.MID] = ReliefLimits(max_waived_share_bp=9000)
+    amounts["CNY"] = 10**9
+    assert policy.hardship.relief_limits[Stage.MID].max_waived_amount["CNY"] == 100
+    with pytest.raises(TypeError):
+        policy.hardship.relief_limits[Stage.MID] = ReliefLimits()  # type: ignore[index]
+    with pytest.raises(TypeError):
+        policy.hardship.reference_spending["CNY"][COST_CATEGORIES[0]] = ReferenceAmount(0, 0, 0)  # type: ignore[index]
+    assert hash(policy) != hash(DEFAULT_POLICY)
+    assert policy != DEFAULT_POLICY
+
+
+def _with_limits(stage: Stage, **changes: object) -> dict[str, object]:
+    data = DEFAULT_POLICY.to_dict()
+    hardship = data["hardship"]
+    assert isinstance(hardship, dict)
+    hardship["relief_limits"][stage.value].update(changes)
+    return data
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _with_limits(Stage.MID, max_waived_share_bp=10001),
+        _with_limits(Stage.MID, max_waived_share_bp=-1),
+        _with_limits(Stage.MID, max_holiday_months=4),
+        _with_limits(Stage.EARLY, max_holiday_months=3, max_term_months=2),
+        _with_limits(Stage.MID, max_term_months=1.5),
+        _with_limits(Stage.MID, max_waived_amount={"XYZ": 100}),
+        _with_limits(Stage.MID, min_instalment={"CNY": -1}),
+        _with_limits(Stage.LATE, settlement_min_share_bp=12000),
+        _with_limits(Stage.LATE, allow_settlement="yes"),
+        {"hardship": {"offer_valid_days": 0}},
+        {"hardship": {"offer_valid_days": 60}},
+        {"hardship": {"review_sla_days": True}},
+        {"hardship": {"breathing_space_stops_fees": 1}},
+        {"hardship": {"max_monthly_amount": {"CNY": 0}}},
+        {"hardship": {"max_monthly_amount": {"CNY": 1000}}},  # USD and EUR references lose their guard
+        {"hardship": {"relief_limits": {"mid": {}}}},  # every other stage has no limits
+        {"hardship": {"reference_spending": {"XYZ": {}}}},
+        {
+            "hardship": {
+                "reference_spending": {
+                    "CNY": {"housing": {"first_adult": -1, "each_other_adult": 0, "each_child": 0}}
+                }
+            }
+        },
+    ],
+)
+def test_validate_catches_bad_hardship_settings(data: dict[str, object]) -> None:
+    with pytest.raises(DomainError) as raised:
+        Policy.from_dict(data)
+    assert raised.value.code == "policy_invalid"
+    assert "hardship" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        ({"hardship": {"offer_days": 7}}, "hardship.offer_days"),
+        ({"hardship": {"relief_limits": {"overdue": {}}}}, "hardship.relief_limits.overdue"),
+        (_with_limits(Stage.MID, max_waiver=5), "hardship.relief_limits.mid.max_waiver"),
+        (
+            {"hardship": {"reference_spending": {"CNY": {"earnings": {}}}}},
+            "hardship.reference_spending.CNY.earnings",
+        ),
+        (
+            {"hardship": {"reference_spending": {"CNY": {"housing": {"first_adult": 1}}}}},
+            "hardship.reference_spending.CNY.housing.each_child",
+        ),
+        ({"hardship": {"relief_limits": []}}, "hardship.relief_limits"),
+        ({"hardship": "generous"}, "hardship"),
+    ],
+)
+def test_unknown_or_misshapen_hardship_settings_refuse_the_policy(
+    data: dict[str, object], named: str
+) -> None:
+    with pytest.raises(DomainError) as raised:
+        Policy.from_dict(data)
+    assert raised.value.code == "policy_invalid"
+    assert named in str(raised.value)
