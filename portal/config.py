@@ -69,6 +69,8 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "DATABASE_URL": _env("DATABASE_URL", f"sqlite:///{instance / 'accord.db'}"),
         "REDIS_URL": redis_url,
         "HUEY_SQLITE_PATH": _env("HUEY_SQLITE_PATH", str(instance / "huey.db")),
+        # Evidence files (local storage): outside static/, never served directly.
+        "EVIDENCE_DIR": _env("EVIDENCE_DIR", str(instance / "evidence")),
         # Sessions live in a signed cookie, so any number of web hosts can serve.
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

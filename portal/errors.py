@@ -36,6 +36,50 @@ MESSAGES = {
     "code_too_many_tries": _l("Too many wrong codes. Ask for a new code."),
     "code_expired": _l("This code has expired. Ask for a new code."),
     "code_used": _l("This code has already been used. Ask for a new code."),
+    # Hardship: the statement
+    "amount_too_large": _l("That amount is too large to be right. Check it and try again."),
+    "amount_not_integer": _l("Enter an amount such as 1234.50."),
+    "household_invalid": _l("Enter a number from %(minimum)s to %(maximum)s."),
+    "budget_category_unknown": _l("This line is not part of the form. Reload the page and try again."),
+    "category_unknown": _l("This line is not part of the form. Reload the page and try again."),
+    "frequency_unknown": _l("Choose how often."),
+    "explanation_too_long": _l("Please keep the explanation under %(maximum)s characters."),
+    "explanation_missing": _l("Please explain the figures marked above the usual amount."),
+    "steps_missing": _l("Please complete every step before sending."),
+    "currency_not_supported": _l("We cannot assess a request in this currency online. Please call us."),
+    "case_not_editable": _l("This request has been sent and can no longer be changed."),
+    "case_unknown": _l("This request was not found."),
+    "account_unknown": _l("This account was not found."),
+    "transition_not_allowed": _l("This cannot be done at this stage of your request."),
+    "actor_not_allowed": _l("This cannot be done at this stage of your request."),
+    "case_closed": _l("This request is closed. You can start a new one from “What I owe”."),
+    # Hardship: offers and proposals
+    "offer_unknown": _l("This offer was not found."),
+    "offer_not_open": _l("This offer is no longer open."),
+    "offer_expired": _l("This offer has expired. You can ask for help again."),
+    "nothing_owed": _l("Nothing is owed on this account."),
+    "proposal_amount_invalid": _l("Enter a monthly amount above zero."),
+    "proposal_count_invalid": _l("Enter a number of months from 1 to %(maximum)s."),
+    "proposal_too_long": _l("With these figures you would repay more than you owe. Choose fewer months."),
+    # Hardship: evidence files
+    "evidence_too_many": _l("A request can hold at most %(limit)s files."),
+    "evidence_name_invalid": _l(
+        "This file name cannot be used. Rename the file (no folders or special characters) and try again."
+    ),
+    "evidence_empty": _l("The file is empty."),
+    "evidence_too_large": _l("The file is larger than %(limit_mb)s MB."),
+    "evidence_type_not_allowed": _l("This type of file cannot be uploaded. Send a PDF, JPEG or PNG file."),
+    "evidence_pdf_active_content": _l(
+        "The PDF contains scripts or embedded files, which we cannot accept."
+        " Print it to a new PDF or send a photo of it."
+    ),
+    "evidence_unreadable": _l(
+        "The file could not be read: it may be damaged. Try saving or scanning it again."
+    ),
+    "evidence_image_too_large": _l(
+        "The picture is too large (at most %(limit)s megapixels). Send a smaller one."
+    ),
+    "evidence_unknown": _l("This file is not on your request."),
 }
 
 

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from babel.numbers import format_percent
 from flask import Flask
+from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 
 from workflows.access import Permission, Role
+from workflows.affordability import SECTION_OF
 from workflows.delinquency import ConsequenceKind
 from workflows.ledger import EntryKind
 from workflows.money import Component
+from workflows.negotiation import OPEN_STATES
 from workflows.policy import Stage
 
 STAGES = {
@@ -98,6 +106,168 @@ BORROWER_ENTRIES = {
 }
 
 
+# --- Hardship ----------------------------------------------------------------------------------
+
+HARDSHIP_REASONS = {
+    "illness": _l("Illness or injury"),
+    "job_loss": _l("I lost my job"),
+    "income_drop": _l("My income went down"),
+    "disaster": _l("A natural disaster or accident"),
+    "bereavement": _l("Someone close to me died"),
+    "other": _l("Something else"),
+}
+EMPLOYMENT_STATUSES = {
+    "employed": _l("Employed"),
+    "self_employed": _l("Self-employed"),
+    "unemployed": _l("Not working, looking for work"),
+    "retired": _l("Retired"),
+    "student": _l("Student"),
+    "unable_to_work": _l("Unable to work (illness or disability)"),
+    "carer": _l("Caring for someone"),
+    "other": _l("Other"),
+}
+FREQUENCIES = {
+    "monthly": _l("a month"),
+    "four_weekly": _l("every 4 weeks"),
+    "fortnightly": _l("every 2 weeks"),
+    "weekly": _l("a week"),
+}
+BUDGET_SECTIONS = {
+    "income": _l("Income"),
+    "fixed_costs": _l("Fixed costs"),
+    "flexible_costs": _l("Everyday costs"),
+    "priority_debts": _l("Priority debts"),
+    "non_priority_debts": _l("Other debts"),
+}
+# Each line of the statement: (name, hint).
+BUDGET_CATEGORIES = {
+    "earnings": (_l("Your wages or salary, after tax"), _l("Take-home pay from work or self-employment.")),
+    "partner_earnings": (_l("Your partner's take-home pay"), _l("Only if you share the household costs.")),
+    "benefits": (_l("Benefits and allowances"), _l("Unemployment, housing, disability or child benefits.")),
+    "pension": (_l("Pensions"), None),
+    "maintenance_received": (_l("Maintenance or child support you receive"), None),
+    "other_income": (_l("Other income"), _l("Rent from a lodger, help from family, and the like.")),
+    "housing": (_l("Rent or mortgage"), None),
+    "utilities": (_l("Gas, electricity and water"), None),
+    "property_tax": (_l("Property or council tax"), None),
+    "insurance": (_l("Insurance"), _l("Home, health or life insurance.")),
+    "care_costs": (_l("Care costs"), _l("Care for an adult who depends on you.")),
+    "other_fixed": (_l("Other fixed costs"), None),
+    "food_housekeeping": (_l("Food and housekeeping"), _l("Groceries, toiletries, cleaning.")),
+    "transport": (_l("Transport and travel"), _l("Fares, fuel, car costs.")),
+    "communications": (_l("Phone, internet and TV"), None),
+    "childcare": (_l("Childcare and school costs"), None),
+    "health": (_l("Health"), _l("Medicines, treatment, glasses, dental care.")),
+    "personal_clothing": (_l("Clothing and personal costs"), None),
+    "other_flexible": (_l("Other everyday costs"), None),
+    "priority_debt_payments": (
+        _l("Payments to priority debts"),
+        _l("Arrears on rent, mortgage, tax or utilities; fines."),
+    ),
+    "other_credit_payments": (
+        _l("Payments to other loans and cards"),
+        _l("Other lenders, not this account."),
+    ),
+}
+HARDSHIP_STEPS = {
+    "reason": _l("What has happened"),
+    "household": _l("Your household and work"),
+    "income": _l("Your income"),
+    "spending": _l("Your regular costs"),
+    "debts": _l("Your other debts"),
+    "evidence": _l("Documents (optional)"),
+    "review": _l("Check and send"),
+}
+STEP_INTROS = {
+    "income": _l("What comes into your household after tax. Leave a line empty if it does not apply."),
+    "spending": _l("What you pay for your home and everyday life. Leave a line empty if it does not apply."),
+    "debts": _l("What you pay each month to other debts. Leave a line empty if it does not apply."),
+}
+# The case's state as the borrower follows it.
+CASE_STATES = {
+    "draft": _l("Not sent yet"),
+    "submitted": _l("Sent"),
+    "offered": _l("Offers ready for you"),
+    "in_review": _l("With our negotiation team"),
+    "claimed": _l("Being reviewed"),
+    "awaiting_second_approval": _l("Being reviewed"),
+    "countered": _l("We have made you an offer"),
+    "awaiting_borrower": _l("We need more information from you"),
+    "approved": _l("Approved"),
+    "rejected": _l("Not approved"),
+    "withdrawn": _l("Withdrawn"),
+    "expired": _l("Offers expired"),
+}
+RELIEF_TYPES = {
+    "instalment_plan": _l("Pay the overdue amount in instalments"),
+    "term_extension": _l("Lower payments over a longer term"),
+    "interest_relief": _l("Interest relief"),
+    "fee_waiver": _l("Fees waived"),
+    "payment_holiday": _l("A break from payments"),
+    "settlement": _l("Settle for less in one payment"),
+}
+
+
+OFFER_SCOPES = {
+    "arrears": _l("The overdue amount; your regular payments continue"),
+    "balance": _l("Your whole balance; replaces your regular payments"),
+    "deferral": _l("A pause: nothing is repaid during it"),
+}
+FEE_TREATMENTS = {
+    "none": _l("No fees on the account"),
+    "unchanged": _l("Stay as they are"),
+    "repaid": _l("Repaid in the plan"),
+    "waived": _l("Waived"),
+    "partly_waived": _l("Partly waived"),
+}
+INTEREST_TREATMENTS = {
+    "contractual": _l("As in your contract"),
+    "charged": _l("%(rate)s a year"),
+    "frozen": _l("None while the plan runs"),
+    "frozen_then_charged": _l("None for %(months)s months, then %(rate)s a year"),
+    "settled": _l("Nothing more once paid"),
+}
+
+
+def offer_title(offer: Any) -> str:
+    """What the offer does, in words: its kinds of relief with their length."""
+    terms = offer.terms
+    parts = []
+    for relief in terms["reliefs"]:
+        text = _lookup(RELIEF_TYPES, relief)
+        if relief == "payment_holiday" and terms.get("holiday_months"):
+            text = gettext("A break from payments for %(num)s months", num=terms["holiday_months"])
+        parts.append(text)
+    return " + ".join(parts) or gettext("Your proposal")
+
+
+def offer_end(offer: Any) -> dt.date:
+    return dt.date.fromisoformat(offer.terms["end_on"])
+
+
+def interest_treatment_label(offer: Any) -> str:
+    terms = offer.terms
+    rate = format_percent(
+        Decimal(terms["annual_rate_bp"]).scaleb(-4), format="#,##0.##%", locale=get_locale()
+    )
+    text = str(INTEREST_TREATMENTS.get(terms["interest_treatment"], terms["interest_treatment"]))
+    return text % {"rate": rate, "months": terms["interest_frozen_months"]} if "%(" in text else text
+
+
+def fees_treatment_label(offer: Any) -> str:
+    return _lookup(FEE_TREATMENTS, offer.terms["fees_after"])
+
+
+def budget_category_label(code: str) -> str:
+    name, _hint = BUDGET_CATEGORIES.get(code, (code, None))
+    return str(name)
+
+
+def budget_category_hint(code: str) -> str | None:
+    _name, hint = BUDGET_CATEGORIES.get(code, (code, None))
+    return None if hint is None else str(hint)
+
+
 def borrower_entry_label(kind: str, component: str) -> str:
     if kind == EntryKind.PAYMENT.value:
         return f"{BORROWER_ENTRIES[EntryKind.PAYMENT]} ({_lookup(COMPONENTS, component)})"
@@ -122,4 +292,21 @@ def init_app(app: Flask) -> None:
         borrower_stage_label=lambda c: _lookup(BORROWER_STAGES, c),
         consequence_text=consequence_text,
         borrower_entry_label=borrower_entry_label,
+        step_names=HARDSHIP_STEPS,
+        step_intros=STEP_INTROS,
+        section_of=SECTION_OF.__getitem__,
+        open_states=[state.value for state in OPEN_STATES],
+        reason_label=lambda c: _lookup(HARDSHIP_REASONS, c),
+        employment_label=lambda c: _lookup(EMPLOYMENT_STATUSES, c),
+        frequency_label=lambda c: _lookup(FREQUENCIES, c),
+        section_label=lambda c: _lookup(BUDGET_SECTIONS, c),
+        case_state_label=lambda c: _lookup(CASE_STATES, c),
+        relief_label=lambda c: _lookup(RELIEF_TYPES, c),
+        budget_category_label=budget_category_label,
+        offer_title=offer_title,
+        offer_end=offer_end,
+        offer_scope_label=lambda o: _lookup(OFFER_SCOPES, o.terms["scope"]),
+        interest_treatment_label=interest_treatment_label,
+        fees_treatment_label=fees_treatment_label,
+        budget_category_hint=budget_category_hint,
     )

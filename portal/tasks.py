@@ -75,3 +75,13 @@ def verify_ledger_nightly() -> int:
     for p in problems:
         log.error("ledger mismatch on account %s: cached %s, ledger %s", p.account_id, p.cached, p.ledger)
     return len(problems)
+
+
+@huey.periodic_task(crontab(minute="5"))
+def expire_hardship_offers_hourly() -> int:
+    """Every hour: close the hardship cases whose offers have all expired, lifting their breathing space."""
+    from portal.extensions import db
+    from portal.services import hardship
+
+    with _app_context(), db.session_scope() as session:
+        return hardship.expire_offers(session)

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
 
 import pyotp
 from sqlalchemy.orm import Session
 
-from portal.models import Account, Borrower, Creditor, StaffUser
+from portal.integrations.storage import Storage
+from portal.models import (
+    Account,
+    Borrower,
+    BudgetLine,
+    Creditor,
+    EvidenceFile,
+    HardshipCase,
+    Offer,
+    StaffUser,
+)
 from portal.services import ledger
 from portal.services.audit import SYSTEM
 from portal.services.staff import hash_password
@@ -109,5 +120,81 @@ def account(
                 actor=SYSTEM,
                 effective_on=dt.date(2025, 1, 15),
             )
+    session.commit()
+    return row
+
+
+def hardship_case(session: Session, account: Account, *, state: str = "offered") -> HardshipCase:
+    """A request for help on ``account`` whose every step is saved, in ``state``."""
+    row = HardshipCase(
+        borrower_id=account.borrower_id,
+        account_id=account.id,
+        state=state,
+        reason="job_loss",
+        description="Made redundant.",
+        adults=1,
+        children=0,
+        dependants=0,
+        employment_status="unemployed",
+        steps_done=["reason", "household", "income", "spending", "debts", "evidence"],
+    )
+    session.add(row)
+    session.flush()
+    session.add(BudgetLine(hardship_case_id=row.id, category="earnings", amount=600_000, frequency="monthly"))
+    session.commit()
+    return row
+
+
+def evidence_file(session: Session, case: HardshipCase, storage: Storage | None = None) -> EvidenceFile:
+    """A small PNG on the case; stored in ``storage`` when given (so it can be downloaded)."""
+    data = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+    key = storage.put(data, suffix=".png") if storage else f"{next(_seq):032x}.png"
+    row = EvidenceFile(
+        hardship_case_id=case.id,
+        storage_key=key,
+        display_name="payslip.png",
+        kind="png",
+        content_type="image/png",
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    session.add(row)
+    session.commit()
+    return row
+
+
+def offer(session: Session, case: HardshipCase, *, expires_in_days: int = 14) -> Offer:
+    """An open system offer on the case: the arrears in three instalments."""
+    today = dt.date.today()
+    due = [today + dt.timedelta(days=30 * n) for n in (1, 2, 3)]
+    row = Offer(
+        hardship_case_id=case.id,
+        origin="system",
+        key="instalment_plan:3",
+        status="open",
+        currency=case.account.currency,
+        instalment_amount=30_000,
+        instalment_count=3,
+        total_repayable=90_000,
+        waived_total=0,
+        first_due_on=due[0],
+        expires_on=today + dt.timedelta(days=expires_in_days),
+        terms={
+            "reliefs": ["instalment_plan"],
+            "scope": "arrears",
+            "monthly_payment": 80_000,
+            "total_saved": 0,
+            "end_on": due[-1].isoformat(),
+            "annual_rate_bp": 0,
+            "interest_treatment": "contractual",
+            "interest_frozen_months": 0,
+            "fees_after": "none",
+            "holiday_months": 0,
+            "schedule": [
+                {"number": n + 1, "due_on": d.isoformat(), "amount": 30_000} for n, d in enumerate(due)
+            ],
+        },
+    )
+    session.add(row)
     session.commit()
     return row

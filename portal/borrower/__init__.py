@@ -171,3 +171,6 @@ def statement_print(account_id: int) -> Any:
     if view is None:
         abort(404)
     return render_template("borrower/statement_print.html", view=view)
+
+
+from portal.borrower import hardship as _hardship  # noqa: E402, F401  (registers the hardship routes on bp)

@@ -2,6 +2,7 @@
 
 from portal.models.accounts import Account, LedgerEntry
 from portal.models.audit import AuditEvent
+from portal.models.hardship import AccountPause, BudgetLine, EvidenceFile, HardshipCase, Offer
 from portal.models.messages import OutboundMessage
 from portal.models.parties import Borrower, Creditor
 from portal.models.policy import PolicyVersion
@@ -10,10 +11,15 @@ from portal.models.staff import StaffUser
 
 __all__ = [
     "Account",
+    "AccountPause",
     "AuditEvent",
     "Borrower",
+    "BudgetLine",
     "Creditor",
+    "EvidenceFile",
+    "HardshipCase",
     "LedgerEntry",
+    "Offer",
     "OutboundMessage",
     "PolicyVersion",
     "SigninAttempt",

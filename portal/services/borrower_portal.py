@@ -9,11 +9,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
-from portal.models import Account, Borrower, LedgerEntry
+from portal.models import Account, AccountPause, Borrower, HardshipCase, LedgerEntry
 from portal.services import accounts as account_service
 from portal.services import policy as policy_service
-from workflows.delinquency import AccountFacts, Consequence, consequences
+from workflows.delinquency import AccountFacts, BreathingSpace, Consequence, consequences
 from workflows.ledger import EntryKind
+from workflows.negotiation import OPEN_STATES, CaseState
 from workflows.policy import Stage
 
 RECENT_PAYMENTS = 3
@@ -30,6 +31,9 @@ class AccountSummary:
     account: Account
     timeline: list[Consequence]
     recent_payments: list[Payment]
+    breathing_space: BreathingSpace | None = None
+    hardship_case: HardshipCase | None = None
+    """The borrower's request for help on this account that is still open or approved, if any."""
 
 
 @dataclass(frozen=True)
@@ -81,9 +85,43 @@ def _fees_and_payments(
     return fees, payments
 
 
+def _pauses_and_cases(
+    session: Session, account_ids: list[int], today: dt.date
+) -> tuple[dict[int, BreathingSpace], dict[int, HardshipCase]]:
+    """The breathing space in force and the current request for help, per account."""
+    if not account_ids:
+        return {}, {}
+    pauses: dict[int, BreathingSpace] = {}
+    for pause in session.scalars(
+        select(AccountPause)
+        .where(
+            AccountPause.account_id.in_(account_ids),
+            AccountPause.lifted_at.is_(None),
+            AccountPause.starts_on <= today,
+            AccountPause.ends_on >= today,
+        )
+        .order_by(AccountPause.ends_on)
+    ):
+        pauses[pause.account_id] = BreathingSpace(
+            pause.starts_on, pause.ends_on, pause.stops_fees, pause.pauses_contact
+        )
+    current_states = [s.value for s in OPEN_STATES | {CaseState.APPROVED}]
+    cases = {
+        case.account_id: case
+        for case in session.scalars(
+            select(HardshipCase)
+            .where(HardshipCase.account_id.in_(account_ids), HardshipCase.state.in_(current_states))
+            .order_by(HardshipCase.id)
+        )
+    }
+    return pauses, cases
+
+
 def _summaries(session: Session, accounts: list[Account], today: dt.date) -> list[AccountSummary]:
     policy = policy_service.current(session, today)
-    fees, payments = _fees_and_payments(session, [a.id for a in accounts])
+    account_ids = [a.id for a in accounts]
+    fees, payments = _fees_and_payments(session, account_ids)
+    pauses, cases = _pauses_and_cases(session, account_ids, today)
     summaries = []
     for account in accounts:
         facts = AccountFacts(
@@ -91,8 +129,17 @@ def _summaries(session: Session, accounts: list[Account], today: dt.date) -> lis
             oldest_unpaid_due_on=account.oldest_unpaid_due_on,
             fees_charged=fees[account.id],
             referred_to_legal=account.stage == Stage.LEGAL.value,
+            breathing_space=pauses.get(account.id),
         )
-        summaries.append(AccountSummary(account, consequences(facts, policy, today), payments[account.id]))
+        summaries.append(
+            AccountSummary(
+                account,
+                consequences(facts, policy, today),
+                payments[account.id],
+                pauses.get(account.id),
+                cases.get(account.id),
+            )
+        )
     return summaries
 
 
@@ -113,6 +160,12 @@ def account_for(session: Session, borrower: Borrower, account_id: int) -> Accoun
         .options(joinedload(Account.creditor))
         .where(Account.id == account_id, Account.borrower_id == borrower.id)
     )
+
+
+def summary(session: Session, borrower: Borrower, account: Account) -> AccountSummary:
+    """One of the borrower's accounts as the dashboard shows it (timeline included)."""
+    [only] = _summaries(session, [account], borrower_today(borrower))
+    return only
 
 
 def account_view(

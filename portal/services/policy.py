@@ -14,13 +14,18 @@ from workflows.policy import DEFAULT_POLICY, Policy
 
 
 def current(session: Session, today: dt.date) -> Policy:
+    return current_version(session, today)[1]
+
+
+def current_version(session: Session, today: dt.date) -> tuple[int | None, Policy]:
+    """The policy in force and its version number (None: the built-in defaults, never published)."""
     row = session.scalar(
         select(PolicyVersion)
         .where(PolicyVersion.effective_from <= today)
         .order_by(PolicyVersion.version.desc())
         .limit(1)
     )
-    return DEFAULT_POLICY if row is None else Policy.from_dict(row.data)
+    return (None, DEFAULT_POLICY) if row is None else (row.version, Policy.from_dict(row.data))
 
 
 def publish(

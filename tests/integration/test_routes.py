@@ -5,6 +5,7 @@ A new route is covered the day it is added; one that declares no permission fail
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
@@ -13,6 +14,7 @@ from flask.testing import FlaskClient
 from werkzeug.routing import Rule
 
 from portal import create_app
+from portal.integrations.storage import storage_from_config
 from tests import factories
 from tests.conftest import sign_in
 from workflows.access import Permission, Role, can
@@ -43,7 +45,10 @@ RULES = sorted(_APP.url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint))
 
 
 def _url(rule: Rule) -> str:
-    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: "1" if "id" in m.group(1) else "x", rule.rule)
+    def value(name: str) -> str:
+        return "1" if "id" in name else ("reason" if name == "step" else "x")
+
+    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: value(m.group(1)), rule.rule)
 
 
 def _method(rule: Rule) -> str:
@@ -123,16 +128,43 @@ def test_every_borrower_page_sends_anonymous_users_and_staff_to_sign_in(
     assert client.open(_url(rule), method=_method(rule)).status_code == 302
 
 
+def _borrower_world(session, app: Flask):  # type: ignore[no-untyped-def]
+    """A borrower with an account, a submitted request for help with offers and an evidence file:
+    the ids every borrower route with an argument needs."""
+    account = factories.account(session)
+    account.oldest_unpaid_due_on = dt.date.today() - dt.timedelta(days=45)
+    account.dpd, account.stage, account.overdue_amount, account.next_due_amount = 45, "mid", 90_000, 50_000
+    case = factories.hardship_case(session, account)
+    evidence = factories.evidence_file(session, case, storage_from_config(app.config))
+    offer = factories.offer(session, case)
+    return {
+        "account_id": account.id,
+        "case_id": case.id,
+        "file_id": evidence.id,
+        "offer_id": offer.id,
+        "step": "reason",
+        "_reference": account.external_reference,
+        "_borrower": account.borrower,
+    }
+
+
+def _fill(rule: Rule, ids: dict[str, object]) -> str:
+    return re.sub(r"<(?:[^:>]+(?:\([^)]*\))?:)?([^>]+)>", lambda m: str(ids[m.group(1)]), rule.rule)
+
+
 @pytest.mark.parametrize("rule", [r for r in BORROWER_RULES if r.arguments], ids=lambda r: r.endpoint)
-def test_another_borrowers_account_is_not_found(rule: Rule, client: FlaskClient, session) -> None:  # type: ignore[no-untyped-def]
-    mine = factories.account(session)
-    theirs = factories.account(session)
-    sign_in(client, mine.borrower)
-    own = client.get(rule.rule.replace("<int:account_id>", str(mine.id)))
-    assert own.status_code == 200
-    other = client.get(rule.rule.replace("<int:account_id>", str(theirs.id)))
-    assert other.status_code == 404
-    assert theirs.external_reference not in other.get_data(as_text=True)
+def test_another_borrowers_ids_are_not_found(rule: Rule, client: FlaskClient, session, app: Flask) -> None:  # type: ignore[no-untyped-def]
+    mine, theirs = _borrower_world(session, app), _borrower_world(session, app)
+    sign_in(client, mine["_borrower"])
+    method = _method(rule)
+    own = client.open(_fill(rule, mine), method=method)
+    assert own.status_code in {200, 302, 422}, own.status_code  # 422: an empty form, refused
+    # Every id of the other borrower, alone and together, is as unknown as a wrong one.
+    for name in rule.arguments - {"step"}:
+        mixed = {**mine, name: theirs[name]}
+        other = client.open(_fill(rule, mixed), method=method)
+        assert other.status_code == 404, (name, other.status_code)
+        assert str(theirs["_reference"]) not in other.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("path", ["/", "/signin", "/staff/login", "/healthz"])
