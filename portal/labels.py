@@ -8,7 +8,7 @@ from typing import Any
 
 from babel.numbers import format_percent
 from flask import Flask
-from flask_babel import get_locale, gettext
+from flask_babel import get_locale, gettext, ngettext
 from flask_babel import lazy_gettext as _l
 
 from workflows.access import Permission, Role
@@ -229,16 +229,37 @@ INTEREST_TREATMENTS = {
 }
 
 
+_TITLE_ORDER = (
+    "settlement",
+    "term_extension",
+    "instalment_plan",
+    "payment_holiday",
+    "interest_relief",
+    "fee_waiver",
+)
+
+
 def offer_title(offer: Any) -> str:
-    """What the offer does, in words: its kinds of relief with their length."""
+    """What the offer does, in words: the plan first, then each concession with its length."""
     terms = offer.terms
     parts = []
-    for relief in terms["reliefs"]:
-        text = _lookup(RELIEF_TYPES, relief)
-        if relief == "payment_holiday" and terms.get("holiday_months"):
-            text = gettext("A break from payments for %(num)s months", num=terms["holiday_months"])
-        parts.append(text)
-    return " + ".join(parts) or gettext("Your proposal")
+    for relief in sorted(terms["reliefs"], key=_TITLE_ORDER.index):
+        if relief == "payment_holiday":
+            months = terms["holiday_months"]
+            parts.append(ngettext("No payments for %(num)d month", "No payments for %(num)d months", months))
+        elif relief == "interest_relief" and terms.get("interest_frozen_months"):
+            months = terms["interest_frozen_months"]
+            parts.append(ngettext("no interest for %(num)d month", "no interest for %(num)d months", months))
+        elif relief == "interest_relief":
+            parts.append(gettext("interest charged so far waived"))
+        elif relief == "fee_waiver":
+            parts.append(gettext("fees waived"))
+        else:
+            parts.append(_lookup(RELIEF_TYPES, relief))
+    if not parts:
+        return gettext("Your proposal")
+    title = gettext(", ").join(parts)  # the list separator of the language
+    return title[0].upper() + title[1:]
 
 
 def offer_end(offer: Any) -> dt.date:

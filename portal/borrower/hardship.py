@@ -370,7 +370,17 @@ def hardship_review(case_id: int) -> Any:
             return _to_status(case)
     elif request.method == "POST":
         status = 422
-    return _render_step(case, "review", status, form=form, result=result, above=above)
+    return _render_step(
+        case,
+        "review",
+        status,
+        form=form,
+        result=result,
+        above=above,
+        breathing_space_rules=policy.hardship,
+        files_count=sum(1 for f in case.evidence_files if f.removed_at is None),
+        step_categories={step: _step_categories(step) for step in BUDGET_STEPS},
+    )
 
 
 # --- After sending: status, offers, proposal, withdrawal ---------------------------------------
