@@ -432,9 +432,16 @@ def hardship_propose(case_id: int) -> Any:
     if case.state != CaseState.OFFERED.value:
         return _to_status(case)
     form = ProposalForm()
-    if form.validate_on_submit():
+    valid = form.validate_on_submit()
+    amount = None
+    if request.method == "POST" and form.monthly_amount.data:
+        # Parsed whatever the other field says, so every mistake is named at once.
         try:
             amount = parse_amount(form.monthly_amount.data, case.account.currency)
+        except DomainError as exc:
+            form.monthly_amount.errors = [*form.monthly_amount.errors, user_message(exc)]
+    if valid and amount is not None:
+        try:
             service.propose(db.session, current_user, case.id, monthly_amount=amount, count=form.count.data)
         except DomainError as exc:
             db.session.rollback()

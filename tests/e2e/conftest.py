@@ -82,6 +82,7 @@ class BorrowerAccount:
     interest_balance: int
     fees_balance: int
     dpd: int
+    stage: str
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,7 @@ def _demo_borrowers(session: Session) -> dict[str, tuple[DemoBorrower, ...]]:
                         interest_balance=a.interest_balance,
                         fees_balance=a.fees_balance,
                         dpd=a.dpd,
+                        stage=a.stage,
                     )
                     for a in accounts
                 ),
@@ -215,11 +217,15 @@ class BorrowerPool:
     def __init__(self, borrowers: dict[str, tuple[DemoBorrower, ...]]) -> None:
         self._left = {language: list(candidates) for language, candidates in borrowers.items()}
 
-    def take(self, language: str) -> DemoBorrower:
-        left = self._left.get(language)
-        if not left:
-            pytest.fail(f"no demo borrower in {language!r} with something overdue is left", pytrace=False)
-        return left.pop(0)
+    def take(self, language: str, *, stage: str | None = None) -> DemoBorrower:
+        """The next borrower in ``language``; with ``stage``, one whose most overdue account is in it."""
+        left = self._left.get(language, [])
+        for position, candidate in enumerate(left):
+            if stage is None or candidate.accounts[0].stage == stage:
+                return left.pop(position)
+        pytest.fail(
+            f"no demo borrower in {language!r} (stage {stage}) with something overdue is left", pytrace=False
+        )
 
 
 @pytest.fixture(scope="session")
