@@ -80,6 +80,22 @@ MESSAGES = {
         "The picture is too large (at most %(limit)s megapixels). Send a smaller one."
     ),
     "evidence_unknown": _l("This file is not on your request."),
+    "response_required": _l("Write your answer."),
+    "response_too_long": _l("Please keep your answer under %(maximum)s characters."),
+    # The negotiation desk (staff)
+    "case_changed": _l("This case changed while you were looking at it. Reload it and decide again."),
+    "case_not_yours": _l("Only the person who claimed this case may decide it."),
+    "approver_is_first_approver": _l("Nobody may give the second approval to their own approval."),
+    "above_authority": _l("This concession is above your authority."),
+    "authority_unknown": _l("Your authority could not be checked. Reload the case."),
+    "note_required": _l("Write a short note on why you decide this."),
+    "note_too_long": _l("Keep the note under %(maximum)s characters."),
+    "message_required": _l("Write the message to the borrower."),
+    "reason_invalid": _l("Choose a reason."),
+    "proposal_missing": _l("This case has no open proposal to approve."),
+    "assignee_invalid": _l("Choose an active agent or supervisor."),
+    "counter_terms_invalid": _l("These terms do not work on this account: %(reason)s."),
+    "offer_terms_invalid": _l("These terms do not work on this account: %(reason)s."),
 }
 
 

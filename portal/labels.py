@@ -279,6 +279,91 @@ def fees_treatment_label(offer: Any) -> str:
     return _lookup(FEE_TREATMENTS, offer.terms["fees_after"])
 
 
+# The case's state as staff speak of it.
+STAFF_CASE_STATES = {
+    "draft": _l("Draft"),
+    "submitted": _l("Submitted"),
+    "offered": _l("Offers shown"),
+    "in_review": _l("Waiting for review"),
+    "claimed": _l("Claimed"),
+    "awaiting_second_approval": _l("Awaiting second approval"),
+    "countered": _l("Counter-offer sent"),
+    "awaiting_borrower": _l("Waiting for the borrower"),
+    "approved": _l("Approved"),
+    "rejected": _l("Rejected"),
+    "withdrawn": _l("Withdrawn"),
+    "expired": _l("Expired"),
+}
+DECISION_REASON_LABELS = {
+    "not_affordable": _l("Not affordable on the figures given"),
+    "insufficient_information": _l("Not enough information"),
+    "proposal_too_low": _l("The proposal is too low"),
+    "not_eligible": _l("Not eligible"),
+    "fraud_suspected": _l("Suspected fraud"),
+    "other": _l("Other"),
+}
+AUTHORITY_PROBLEMS = {
+    "no_authority": _l("your role has no authority to approve concessions"),
+    "waived_amount_above_authority": _l("the amount waived"),
+    "waived_share_above_authority": _l("the share waived"),
+    "term_above_authority": _l("the term"),
+    "settlement_discount_above_authority": _l("the settlement discount"),
+    "currency_not_in_authority": _l("no limit is set for this currency"),
+}
+OFFER_ORIGINS = {
+    "system": _l("Pre-approved"),
+    "borrower": _l("Borrower's proposal"),
+    "agent": _l("Counter-offer"),
+}
+OFFER_STATUSES = {
+    "open": _l("open"),
+    "accepted": _l("accepted"),
+    "superseded": _l("superseded"),
+    "expired": _l("expired"),
+    "declined": _l("declined"),
+}
+
+
+def bp_percent(bp: int) -> str:
+    """Basis points as a percentage in the user's locale (2,000 → 20%)."""
+    return format_percent(Decimal(bp).scaleb(-4), format="#,##0.##%", locale=get_locale())
+
+
+SLA_STATUSES = {
+    "on_time": _l("On time"),
+    "due_today": _l("Due today"),
+    "breached": _l("Overdue"),
+}
+
+
+def sla_label(code: str) -> str:
+    return _lookup(SLA_STATUSES, code)
+
+
+def stage_label(code: str) -> str:
+    return _lookup(STAGES, code)
+
+
+def amount_bands(policy: Any) -> list[str]:
+    """The balance bands of the queue filter, worded from the policy's thresholds (CNY shown)."""
+    from portal.formatting import money
+
+    tables = {
+        currency: list(t) for currency, t in sorted(policy.hardship.priority.balance_bands.items()) if t
+    }
+    if not tables:
+        return [gettext("Any balance")]
+
+    def each(position: int) -> str:
+        return " / ".join(money(t[position], currency) for currency, t in tables.items())
+
+    count = min(len(t) for t in tables.values())
+    bands = [gettext("Under %(amount)s", amount=each(0))]
+    bands += [gettext("%(low)s to %(high)s", low=each(n), high=each(n + 1)) for n in range(count - 1)]
+    bands.append(gettext("%(amount)s or more", amount=each(count - 1)))
+    return bands
+
+
 def budget_category_label(code: str) -> str:
     name, _hint = BUDGET_CATEGORIES.get(code, (code, None))
     return str(name)
@@ -302,9 +387,16 @@ def consequence_text(kind: str, in_effect: bool, **values: object) -> str:
 
 
 def init_app(app: Flask) -> None:
+    app.jinja_env.filters["authority_problem_label"] = lambda c: _lookup(AUTHORITY_PROBLEMS, c)
     app.jinja_env.globals.update(
         Permission=Permission,
-        stage_label=lambda c: _lookup(STAGES, c),
+        stage_label=stage_label,
+        sla_label=sla_label,
+        staff_case_state_label=lambda c: _lookup(STAFF_CASE_STATES, c),
+        decision_reason_label=lambda c: _lookup(DECISION_REASON_LABELS, c),
+        offer_origin_label=lambda c: _lookup(OFFER_ORIGINS, c),
+        offer_status_label=lambda c: _lookup(OFFER_STATUSES, c),
+        bp_percent=bp_percent,
         role_label=lambda c: _lookup(ROLES, c),
         product_label=lambda c: _lookup(PRODUCTS, c),
         status_label=lambda c: _lookup(STATUSES, c),

@@ -23,14 +23,27 @@ class Permission(StrEnum):
     VIEW_ACCOUNTS = "view_accounts"
     REVEAL_PERSONAL_DATA = "reveal_personal_data"
     MANAGE_STAFF = "manage_staff"
+    WORK_CASES = "work_cases"
+    """Work the negotiation queue: claim, decide within authority, counter, ask, reject."""
+    SUPERVISE_CASES = "supervise_cases"
+    """Second approvals, reassigning cases, the queue's health."""
 
 
 # Only the roles that talk to borrowers see their personal data unmasked; an admin manages
 # people and policy, finance reconciles money, and neither needs a phone number for it.
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
     {
-        Role.AGENT: frozenset({Permission.VIEW_ACCOUNTS, Permission.REVEAL_PERSONAL_DATA}),
-        Role.SUPERVISOR: frozenset({Permission.VIEW_ACCOUNTS, Permission.REVEAL_PERSONAL_DATA}),
+        Role.AGENT: frozenset(
+            {Permission.VIEW_ACCOUNTS, Permission.REVEAL_PERSONAL_DATA, Permission.WORK_CASES}
+        ),
+        Role.SUPERVISOR: frozenset(
+            {
+                Permission.VIEW_ACCOUNTS,
+                Permission.REVEAL_PERSONAL_DATA,
+                Permission.WORK_CASES,
+                Permission.SUPERVISE_CASES,
+            }
+        ),
         Role.COLLECTOR: frozenset({Permission.VIEW_ACCOUNTS, Permission.REVEAL_PERSONAL_DATA}),
         Role.FINANCE: frozenset({Permission.VIEW_ACCOUNTS}),
         Role.ADMIN: frozenset({Permission.VIEW_ACCOUNTS, Permission.MANAGE_STAFF}),

@@ -388,7 +388,7 @@ def hardship_review(case_id: int) -> Any:
 
 @bp.get("/help/<int:case_id>")
 @borrower_required
-def hardship_case(case_id: int) -> Any:
+def hardship_case(case_id: int, answer_error: str | None = None) -> Any:
     case = _case(case_id)
     if case.state == CaseState.DRAFT.value:
         return redirect(_step_url(case, service.next_step(case)))
@@ -398,7 +398,11 @@ def hardship_case(case_id: int) -> Any:
         "borrower/hardship/status.html",
         stopped=[c for c in timeline if c.stopped_by_plan],
         case=case,
-        offers=service.open_offers(case) if case.state == CaseState.OFFERED.value else [],
+        offers=service.open_offers(case)
+        if case.state in (CaseState.OFFERED.value, CaseState.COUNTERED.value)
+        else [],
+        messages=case.messages,
+        answer_error=answer_error,
         proposal=next((o for o in reversed(case.offers) if o.origin == "borrower"), None),
         accepted=next((o for o in case.offers if o.status == "accepted"), None),
         pause=service.active_pause(db.session, case.account_id, today),
@@ -467,4 +471,47 @@ def hardship_withdraw(case_id: int) -> Any:
         flash(user_message(exc), "error")
     else:
         flash(_("Your request was withdrawn."), "info")
+    return _to_status(case)
+
+
+@bp.post("/help/<int:case_id>/decline")
+@borrower_required
+def hardship_decline(case_id: int) -> Any:
+    case = _case(case_id)
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    try:
+        service.decline_counter(db.session, current_user, case.id)
+    except DomainError as exc:
+        db.session.rollback()
+        flash(user_message(exc), "error")
+    else:
+        flash(_("You declined the offer. Our negotiation team will look at your request again."), "info")
+    return _to_status(case)
+
+
+@bp.post("/help/<int:case_id>/respond")
+@borrower_required
+def hardship_respond(case_id: int) -> Any:
+    """The borrower answers a request for information, with a document if they have one: the
+    document is checked first, so a refused file leaves the answer unsent and nothing changed."""
+    case = _case(case_id)
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    upload = request.files.get("file")
+    try:
+        service.respond(
+            db.session,
+            current_user,
+            case.id,
+            request.form.get("answer", ""),
+            upload=service.Upload(upload.filename, upload.read())
+            if upload is not None and upload.filename
+            else None,
+            storage=storage_from_config(current_app.config),
+        )
+    except DomainError as exc:
+        db.session.rollback()
+        return hardship_case(case.id, answer_error=user_message(exc)), 422
+    flash(_("Your answer was sent to our negotiation team."), "info")
     return _to_status(case)

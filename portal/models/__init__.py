@@ -2,7 +2,15 @@
 
 from portal.models.accounts import Account, LedgerEntry
 from portal.models.audit import AuditEvent
-from portal.models.hardship import AccountPause, BudgetLine, EvidenceFile, HardshipCase, Offer
+from portal.models.hardship import (
+    AccountPause,
+    BudgetLine,
+    CaseMessage,
+    CaseNote,
+    EvidenceFile,
+    HardshipCase,
+    Offer,
+)
 from portal.models.messages import OutboundMessage
 from portal.models.parties import Borrower, Creditor
 from portal.models.policy import PolicyVersion
@@ -15,6 +23,8 @@ __all__ = [
     "AuditEvent",
     "Borrower",
     "BudgetLine",
+    "CaseMessage",
+    "CaseNote",
     "Creditor",
     "EvidenceFile",
     "HardshipCase",

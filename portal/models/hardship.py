@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -26,6 +27,7 @@ from workflows.negotiation import CaseState
 if TYPE_CHECKING:
     from portal.models.accounts import Account
     from portal.models.parties import Borrower
+    from portal.models.staff import StaffUser
 
 HARDSHIP_REASONS = ("illness", "job_loss", "income_drop", "disaster", "bereavement", "other")
 EMPLOYMENT_STATUSES = (
@@ -40,6 +42,16 @@ EMPLOYMENT_STATUSES = (
 )
 BUDGET_FREQUENCIES = ("weekly", "fortnightly", "four_weekly", "monthly")
 OFFER_ORIGINS = ("system", "borrower", "agent")
+DECISION_REASONS = (
+    "not_affordable",
+    "insufficient_information",
+    "proposal_too_low",
+    "not_eligible",
+    "fraud_suspected",
+    "other",
+)
+"""Why a request was rejected (the message to the borrower is written separately)."""
+CASE_MESSAGE_KINDS = ("request_info", "response", "counter", "rejected", "approved", "expired")
 OFFER_STATUSES = ("open", "accepted", "superseded", "expired", "declined")
 
 
@@ -52,8 +64,17 @@ class HardshipCase(Base):
         CheckConstraint("adults IS NULL OR adults BETWEEN 1 AND 20", name="adults_range"),
         CheckConstraint("children IS NULL OR children BETWEEN 0 AND 20", name="children_range"),
         CheckConstraint("dependants IS NULL OR dependants BETWEEN 0 AND 20", name="dependants_range"),
+        one_of(
+            "decision_reason",
+            DECISION_REASONS,
+            "decision_reason",
+        ),
+        CheckConstraint("amount_band >= 0", name="amount_band_not_negative"),
         Index("ix_hardship_case_borrower_state", "borrower_id", "state"),
         Index("ix_hardship_case_state_sla", "state", "review_due_on"),
+        # The review queue: newest priority first, then id, for keyset pagination.
+        Index("ix_hardship_case_queue", "state", "priority", "id"),
+        Index("ix_hardship_case_claimed_by", "claimed_by_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -72,6 +93,21 @@ class HardshipCase(Base):
     review_due_on: Mapped[dt.date | None] = mapped_column(Date)
     closed_at: Mapped[dt.datetime | None]
     policy_version: Mapped[int | None]
+    # The negotiation desk: who works it, how urgent it is, and what was decided.
+    vulnerable: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """Flagged by staff: the borrower needs particular care (illness, bereavement, …)."""
+    priority: Mapped[int] = mapped_column(default=0, server_default="0")
+    """From policy (balance band, stage, days waiting, vulnerability); refreshed daily."""
+    amount_band: Mapped[int] = mapped_column(default=0, server_default="0")
+    relief_asked: Mapped[str | None] = mapped_column(String(32))
+    queued_at: Mapped[dt.datetime | None]
+    claimed_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    claimed_at: Mapped[dt.datetime | None]
+    first_approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    first_approved_at: Mapped[dt.datetime | None]
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    decided_at: Mapped[dt.datetime | None]
+    decision_reason: Mapped[str | None] = mapped_column(String(32))
     version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -87,6 +123,10 @@ class HardshipCase(Base):
         back_populates="hardship_case", order_by="EvidenceFile.id"
     )
     offers: Mapped[list[Offer]] = relationship(back_populates="hardship_case", order_by="Offer.id")
+    notes: Mapped[list[CaseNote]] = relationship(order_by="CaseNote.id")
+    messages: Mapped[list[CaseMessage]] = relationship(order_by="CaseMessage.id")
+    claimed_by: Mapped[StaffUser | None] = relationship(foreign_keys=[claimed_by_id])
+    first_approved_by: Mapped[StaffUser | None] = relationship(foreign_keys=[first_approved_by_id])
 
 
 class BudgetLine(Base):
@@ -183,4 +223,37 @@ class AccountPause(Base):
     stops_fees: Mapped[bool]
     pauses_contact: Mapped[bool]
     lifted_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CaseNote(Base):
+    """An internal note by staff on a case; never shown to the borrower."""
+
+    __tablename__ = "case_note"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hardship_case_id: Mapped[int] = mapped_column(ForeignKey("hardship_case.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    author: Mapped[StaffUser] = relationship()
+
+
+class CaseMessage(Base):
+    """What staff said to the borrower about the case (a question, a decision) and what the
+    borrower answered; shown on both sides, in order."""
+
+    __tablename__ = "case_message"
+    __table_args__ = (
+        one_of("kind", CASE_MESSAGE_KINDS, "kind"),
+        one_of("direction", ("to_borrower", "from_borrower"), "direction"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hardship_case_id: Mapped[int] = mapped_column(ForeignKey("hardship_case.id"), index=True)
+    direction: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    body: Mapped[str] = mapped_column(Text)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -11,18 +11,23 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
 
+from flask_babel import force_locale, gettext
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from portal.db import utcnow
 from portal.integrations.images import prepare_evidence
+from portal.integrations.notify import Message
 from portal.integrations.storage import Storage
 from portal.models import (
     Account,
     AccountPause,
     Borrower,
     BudgetLine,
+    CaseMessage,
     EvidenceFile,
     HardshipCase,
     Offer,
@@ -31,7 +36,7 @@ from portal.services import audit
 from portal.services import policy as policy_service
 from portal.services.audit import Actor
 from portal.services.borrower_portal import borrower_today
-from workflows import affordability, offers
+from workflows import affordability, authority, offers
 from workflows.affordability import BudgetCategory, BudgetSection, Frequency, Household
 from workflows.errors import DomainError
 from workflows.negotiation import (
@@ -45,6 +50,14 @@ from workflows.negotiation import (
     transition,
 )
 from workflows.policy import Policy, Stage
+
+DESK_TZ = ZoneInfo("Asia/Shanghai")
+"""The negotiation department's own calendar, for review deadlines and days waiting."""
+
+
+def desk_today() -> dt.date:
+    return dt.datetime.now(DESK_TZ).date()
+
 
 STEPS = ("reason", "household", "income", "spending", "debts", "evidence", "review")
 """The form's pages in order. Every step but the last must be saved before the case is submitted."""
@@ -143,11 +156,13 @@ def start(session: Session, borrower: Borrower, account_id: int) -> HardshipCase
 # --- The statement, step by step --------------------------------------------------------------
 
 
-def _editable(session: Session, borrower: Borrower, case_id: int) -> HardshipCase:
+def _editable(
+    session: Session, borrower: Borrower, case_id: int, *, also: tuple[CaseState, ...] = ()
+) -> HardshipCase:
     case = case_for(session, borrower, case_id, lock=True)
     if case is None:
         raise DomainError("case_unknown", "This case is not one of yours.")
-    if case.state != CaseState.DRAFT.value:
+    if case.state not in {CaseState.DRAFT.value, *(s.value for s in also)}:
         raise DomainError("case_not_editable", "This case has been sent and can no longer be changed.")
     return case
 
@@ -291,40 +306,69 @@ def finish_evidence_step(session: Session, borrower: Borrower, case_id: int) -> 
 # --- Evidence -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Upload:
+    filename: str
+    data: bytes
+
+
 def add_evidence(
     session: Session, borrower: Borrower, case_id: int, *, filename: str, data: bytes, storage: Storage
 ) -> EvidenceFile:
     """Check the file by its bytes, re-encode images without metadata, store it under a random
     key and record it. A refused file leaves nothing behind."""
     case = _editable(session, borrower, case_id)
-    current = sum(1 for f in case.evidence_files if f.removed_at is None)
-    prepared = prepare_evidence(filename, data, current)
-    key = storage.put(prepared.data, suffix=prepared.kind.extension)
+    return _commit_with_files(
+        session,
+        storage,
+        lambda keep: _store_evidence(
+            session, borrower, case, Upload(filename, data), storage=storage, keep=keep
+        ),
+    )
+
+
+def _commit_with_files(session: Session, storage: Storage | None, work) -> Any:  # type: ignore[no-untyped-def]
+    """Run ``work`` (which stores files and records them) and commit; if anything fails, the
+    transaction is rolled back and the files it stored are deleted again."""
+    stored: list[str] = []
     try:
-        evidence = EvidenceFile(
-            hardship_case_id=case.id,
-            storage_key=key,
-            display_name=prepared.display_name,
-            kind=prepared.kind.value,
-            content_type=prepared.content_type,
-            size=prepared.size,
-            sha256=prepared.sha256,
-        )
-        session.add(evidence)
-        session.flush()
-        audit.record(
-            session,
-            _borrower_actor(borrower),
-            "evidence_file.uploaded",
-            "evidence_file",
-            evidence.id,
-            after=audit.snapshot(evidence, ("hardship_case_id", "display_name", "kind", "size", "sha256")),
-        )
+        result = work(stored.append)
         session.commit()
     except BaseException:
         session.rollback()
-        storage.delete(key)
+        for key in stored:
+            if storage is not None:
+                storage.delete(key)
         raise
+    return result
+
+
+def _store_evidence(  # type: ignore[no-untyped-def]
+    session: Session, borrower: Borrower, case: HardshipCase, upload: Upload, *, storage: Storage, keep
+) -> EvidenceFile:
+    current = sum(1 for f in case.evidence_files if f.removed_at is None)
+    prepared = prepare_evidence(upload.filename, upload.data, current)
+    key = storage.put(prepared.data, suffix=prepared.kind.extension)
+    keep(key)
+    evidence = EvidenceFile(
+        hardship_case_id=case.id,
+        storage_key=key,
+        display_name=prepared.display_name,
+        kind=prepared.kind.value,
+        content_type=prepared.content_type,
+        size=prepared.size,
+        sha256=prepared.sha256,
+    )
+    session.add(evidence)
+    session.flush()
+    audit.record(
+        session,
+        _borrower_actor(borrower),
+        "evidence_file.uploaded",
+        "evidence_file",
+        evidence.id,
+        after=audit.snapshot(evidence, ("hardship_case_id", "display_name", "kind", "size", "sha256")),
+    )
     return evidence
 
 
@@ -391,7 +435,7 @@ def position(account: Account) -> offers.AccountPosition:
     )
 
 
-def _offer_row(case: HardshipCase, offer: offers.Offer, origin: str) -> Offer:
+def offer_row(case: HardshipCase, offer: offers.Offer, origin: str) -> Offer:
     return Offer(
         hardship_case_id=case.id,
         origin=origin,
@@ -459,7 +503,7 @@ def submit(
     _start_breathing_space(session, case, policy, today, who)
     generated = offers.generate_offers(position(case.account), result.disposable_monthly, policy, today)
     for offer in generated:
-        session.add(_offer_row(case, offer, "system"))
+        session.add(offer_row(case, offer, "system"))
     _move(session, case, CaseAction.EVALUATE, CaseActor(ActorKind.SYSTEM), audit.SYSTEM)
     session.commit()
     return case
@@ -495,7 +539,7 @@ def _start_breathing_space(
     )
 
 
-def _lift_breathing_space(session: Session, case: HardshipCase, who: Actor) -> None:
+def lift_breathing_space(session: Session, case: HardshipCase, who: Actor) -> None:
     for pause in session.scalars(
         select(AccountPause).where(AccountPause.hardship_case_id == case.id, AccountPause.lifted_at.is_(None))
     ):
@@ -579,13 +623,13 @@ def propose(
     policy = policy_service.current(session, today)
     proposal = offers.proposal_offer(position(case.account), monthly_amount, count, today, policy)
     who = _borrower_actor(borrower)
-    row = _offer_row(case, proposal, "borrower")
+    row = offer_row(case, proposal, "borrower")
     session.add(row)
     for other in case.offers:
         if other.status == "open" and other.origin == "system":
             other.status, other.decided_at = "superseded", utcnow()
     _move(session, case, CaseAction.ASK_CUSTOM, _case_actor(borrower), who)
-    case.review_due_on = today + dt.timedelta(days=policy.hardship.review_sla_days)
+    enqueue(session, case, policy)
     session.flush()
     audit.record(
         session,
@@ -608,7 +652,7 @@ def withdraw(session: Session, borrower: Borrower, case_id: int) -> None:
     for offer in case.offers:
         if offer.status == "open":
             offer.status, offer.decided_at = "superseded", utcnow()
-    _lift_breathing_space(session, case, who)
+    lift_breathing_space(session, case, who)
     session.commit()
 
 
@@ -639,7 +683,107 @@ def expire_offers(session: Session, today: dt.date | None = None) -> int:
         for offer in case.offers:
             if offer.status == "open":
                 offer.status, offer.decided_at = "expired", utcnow()
-        _lift_breathing_space(session, case, audit.SYSTEM)
+        lift_breathing_space(session, case, audit.SYSTEM)
         expired += 1
     session.commit()
     return expired
+
+
+# --- Review by the negotiation department ------------------------------------------------------
+
+
+def days_waiting(case: HardshipCase, today: dt.date) -> int:
+    if case.queued_at is None:
+        return 0
+    return max(0, (today - case.queued_at.astimezone(DESK_TZ).date()).days)
+
+
+def refresh_priority(case: HardshipCase, account: Account, policy: Policy, today: dt.date) -> None:
+    """What the review queue orders and filters by: the balance band and the priority from policy."""
+    case.amount_band = authority.amount_band(account.total_balance, account.currency, policy)
+    case.priority = authority.priority(
+        account.total_balance,
+        account.currency,
+        Stage(account.stage),
+        days_waiting(case, today),
+        vulnerable=case.vulnerable,
+        policy=policy,
+    )
+
+
+def enqueue(session: Session, case: HardshipCase, policy: Policy) -> None:
+    """The case (re-)enters the review queue: unclaimed, with a review deadline from policy and
+    its place in the queue. Time already waited counts. Never commits."""
+    today = desk_today()
+    if case.queued_at is None:
+        case.queued_at = utcnow()
+    case.claimed_by_id = case.claimed_at = None
+    case.review_due_on = today + dt.timedelta(days=policy.hardship.review_sla_days)
+    proposal = next((o for o in reversed(case.offers) if o.origin == "borrower"), None)
+    if proposal is not None:
+        reliefs = proposal.terms.get("reliefs") or []
+        case.relief_asked = "settlement" if "settlement" in reliefs else (reliefs[0] if reliefs else None)
+    refresh_priority(case, case.account, policy, today)
+    session.flush()
+
+
+def decline_counter(session: Session, borrower: Borrower, case_id: int) -> None:
+    """The borrower turns down a counter-offer: the case goes back to the queue."""
+    case = case_for(session, borrower, case_id, lock=True)
+    if case is None:
+        raise DomainError("case_unknown", "This case is not one of yours.")
+    who = _borrower_actor(borrower)
+    _move(session, case, CaseAction.DECLINE, _case_actor(borrower), who)
+    now = utcnow()
+    for offer in case.offers:
+        if offer.status == "open" and offer.origin == "agent":
+            offer.status, offer.decided_at = "declined", now
+    enqueue(session, case, policy_service.current(session, borrower_today(borrower)))
+    session.commit()
+
+
+def respond(
+    session: Session,
+    borrower: Borrower,
+    case_id: int,
+    text: str,
+    *,
+    upload: Upload | None = None,
+    storage: Storage | None = None,
+) -> None:
+    """The borrower answers a request for information, with a document if they have one; the
+    case goes back to review. All or nothing: a refused file leaves the answer unsent."""
+    body = (text or "").strip()
+    if not body:
+        raise DomainError("response_required", "Write your answer.")
+    if len(body) > 4000:
+        raise DomainError(
+            "response_too_long", "Please keep your answer under {maximum} characters.", maximum=4000
+        )
+    case = case_for(session, borrower, case_id, lock=True)
+    if case is None:
+        raise DomainError("case_unknown", "This case is not one of yours.")
+
+    def work(keep) -> None:  # type: ignore[no-untyped-def]
+        who = _borrower_actor(borrower)
+        _move(session, case, CaseAction.RESPOND, _case_actor(borrower), who)
+        if upload is not None and storage is not None:
+            _store_evidence(session, borrower, case, upload, storage=storage, keep=keep)
+        session.add(
+            CaseMessage(hardship_case_id=case.id, direction="from_borrower", kind="response", body=body)
+        )
+        enqueue(session, case, policy_service.current(session, borrower_today(borrower)))
+
+    _commit_with_files(session, storage, work)
+
+
+def case_update_notice(borrower: Borrower) -> Message | None:
+    """A discreet message that there is news: it names neither the debt nor the lender, since a
+    phone's lock screen shows it."""
+    channel, recipient = ("sms", borrower.phone) if borrower.phone else ("email", borrower.email)
+    if not recipient:
+        return None
+    with force_locale(borrower.language):
+        body = gettext("There is news about your request in Accord. Please sign in to see it.")
+        subject = gettext("News about your request")
+    return Message(channel, recipient, body, "case_update", subject=subject)

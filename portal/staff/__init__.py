@@ -90,3 +90,6 @@ def sign_out_everywhere() -> Any:
     end_session()
     flash(_("You are signed out on every device."), "info")
     return redirect(url_for("auth.staff_login"))
+
+
+from portal.staff import desk as _desk  # noqa: E402, F401  (registers the negotiation desk's routes on bp)
