@@ -12,7 +12,9 @@ its own) and `interest_charged` is interest the offer's own schedule adds.
 
 An offer is named by its `key`, which spells out its terms ("fee_waiver+instalment_plan:6"), so a
 key posted back by the browser is never trusted: the offer is regenerated from the key and the
-account's current position, and a key the system would not offer now is refused.
+account's current position, and a key the system would not offer now is refused. An agent's
+counter-offer (`counter_offer`) is keyed by its `CounterTerms` ("counter:instalments:12+rate:900"),
+from which the portal rebuilds it.
 """
 
 from __future__ import annotations
@@ -919,5 +921,280 @@ def proposal_offer(
         total_saved=sum(waived.values()) + forgone,
         issued_on=today,
         expires_on=today + timedelta(days=policy.hardship.offer_valid_days),
+        end_on=schedule.last_due_on or first_due,
+    )
+
+
+# --- The agent's counter-offer ------------------------------------------------------------------
+
+
+class CounterPlan(StrEnum):
+    INSTALMENTS = "instalments"
+    """The whole balance, less what is waived, over `count` monthly instalments."""
+    SETTLEMENT = "settlement"
+    """A lump sum, full and final."""
+
+
+COUNTER_KEY_PREFIX = "counter:"
+
+_COUNTER_KEY = re.compile(
+    r"counter:(?:"
+    r"settlement:(?P<settlement>[1-9][0-9]{0,17})"
+    r"|instalments:(?P<count>[1-9][0-9]{0,2})"
+    r"(?:\+waive_fees:(?P<fees>[1-9][0-9]{0,17}))?"
+    r"(?:\+waive_interest:(?P<interest>[1-9][0-9]{0,17}))?"
+    r"(?:\+waive_principal:(?P<principal>[1-9][0-9]{0,17}))?"
+    r"(?:\+holiday:(?P<holiday>[1-9][0-9]{0,2}))?"
+    r"(?:\+rate:(?P<rate>[1-9][0-9]{0,5}))?"
+    r")",
+    re.ASCII,
+)
+
+
+def _counter_invalid(problem: str, reason: str, **params: object) -> DomainError:
+    return DomainError(
+        "counter_terms_invalid",
+        "This counter-offer cannot be made: {reason}.",
+        reason=reason,
+        problem=problem,
+        **params,
+    )
+
+
+@dataclass(frozen=True)
+class CounterTerms:
+    """The terms an agent counters with. Amounts are minor units of the account's currency.
+
+    An instalment plan repays the whole balance, less the amounts waived, in `count` monthly
+    instalments after `holiday_months` with nothing to pay, at `annual_rate_bp` (0 freezes
+    interest; never above the contract's rate) — interest through the holiday is added to what is
+    repaid. A settlement asks for `settlement_amount` at once, full and final; it stands alone
+    (one instalment, nothing else waived, no holiday, no rate). Terms that make no sense on any
+    account are refused here; those that do not fit this account, by `counter_offer`."""
+
+    plan: CounterPlan
+    count: int = 1
+    waive_fees: int = 0
+    waive_interest: int = 0
+    waive_principal: int = 0
+    holiday_months: int = 0
+    annual_rate_bp: int = 0
+    settlement_amount: int = 0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.plan, str) and self.plan in frozenset(CounterPlan)):
+            raise _counter_invalid("plan_unknown", "the plan is either instalments or a settlement")
+        object.__setattr__(self, "plan", CounterPlan(self.plan))
+        for f in fields(self):
+            if f.name != "plan":
+                require_int(getattr(self, f.name), f.name)
+        if not 1 <= self.count <= MAX_PLAN_MONTHS:
+            raise _counter_invalid(
+                "count_out_of_range",
+                "a plan has from 1 to {maximum} instalments",
+                maximum=MAX_PLAN_MONTHS,
+            )
+        if not 0 <= self.holiday_months <= MAX_HOLIDAY_MONTHS:
+            raise _counter_invalid(
+                "holiday_out_of_range",
+                "a payment holiday is at most {maximum} months",
+                maximum=MAX_HOLIDAY_MONTHS,
+            )
+        if not 0 <= self.annual_rate_bp <= MAX_RATE_BP:
+            raise _counter_invalid(
+                "rate_out_of_range",
+                "the rate is from 0 to {maximum} basis points",
+                maximum=MAX_RATE_BP,
+            )
+        if min(self.waive_fees, self.waive_interest, self.waive_principal, self.settlement_amount) < 0:
+            raise _counter_invalid("amount_negative", "no amount can be negative")
+        if self.plan == CounterPlan.SETTLEMENT:
+            if (self.count, self.holiday_months, self.annual_rate_bp, self.waived) != (1, 0, 0, 0):
+                raise _counter_invalid(
+                    "settlement_combined",
+                    "a settlement is one lump sum and is not combined with other relief",
+                )
+            if self.settlement_amount < 1:
+                raise _counter_invalid(
+                    "settlement_amount_out_of_range",
+                    "a settlement asks for more than nothing and less than the balance",
+                )
+        elif self.settlement_amount:
+            raise _counter_invalid("settlement_amount_on_plan", "only a settlement has a settlement amount")
+
+    @property
+    def waived(self) -> int:
+        """What an instalment plan waives (a settlement's waiver follows from its amount)."""
+        return self.waive_fees + self.waive_interest + self.waive_principal
+
+    @property
+    def key(self) -> str:
+        """The terms, canonically spelled: `counter:settlement:AMOUNT`, or
+        `counter:instalments:N` followed, in this order and only when not zero, by
+        `+waive_fees:A`, `+waive_interest:A`, `+waive_principal:A`, `+holiday:H`, `+rate:BP`."""
+        if self.plan == CounterPlan.SETTLEMENT:
+            return f"{COUNTER_KEY_PREFIX}settlement:{self.settlement_amount}"
+        tokens = [f"instalments:{self.count}"]
+        for name, value in (
+            ("waive_fees", self.waive_fees),
+            ("waive_interest", self.waive_interest),
+            ("waive_principal", self.waive_principal),
+            ("holiday", self.holiday_months),
+            ("rate", self.annual_rate_bp),
+        ):
+            if value:
+                tokens.append(f"{name}:{value}")
+        return COUNTER_KEY_PREFIX + "+".join(tokens)
+
+    @classmethod
+    def from_key(cls, key: object) -> CounterTerms:
+        """The terms a stored counter-offer key spells; only the canonical spelling is a key."""
+        match = _COUNTER_KEY.fullmatch(key) if isinstance(key, str) and len(key) <= MAX_KEY_LENGTH else None
+        terms: CounterTerms | None = None
+        if match is not None:
+            numbers = {name: int(value) for name, value in match.groupdict().items() if value is not None}
+            try:
+                if "settlement" in numbers:
+                    terms = cls(CounterPlan.SETTLEMENT, settlement_amount=numbers["settlement"])
+                else:
+                    terms = cls(
+                        CounterPlan.INSTALMENTS,
+                        count=numbers["count"],
+                        waive_fees=numbers.get("fees", 0),
+                        waive_interest=numbers.get("interest", 0),
+                        waive_principal=numbers.get("principal", 0),
+                        holiday_months=numbers.get("holiday", 0),
+                        annual_rate_bp=numbers.get("rate", 0),
+                    )
+            except DomainError:
+                terms = None
+        if terms is None or terms.key != key:
+            raise DomainError(
+                "counter_key_invalid",
+                "{key} does not name a counter-offer.",
+                key=str(key)[:MAX_KEY_LENGTH],
+            )
+        return terms
+
+
+def _counter_settlement(position: AccountPosition, terms: CounterTerms, first_due: date) -> _Repayment:
+    if terms.settlement_amount >= position.balance:
+        raise _counter_invalid(
+            "settlement_amount_out_of_range",
+            "a settlement asks for more than nothing and less than the balance",
+        )
+    return _Repayment(
+        schedule=equal_instalments(terms.settlement_amount, 1, first_due, position.currency),
+        interest=InterestTreatment.SETTLED,
+        settlement_amount=terms.settlement_amount,
+    )
+
+
+def _counter_instalments(
+    position: AccountPosition, terms: CounterTerms, first_due: date, to_repay: int
+) -> _Repayment:
+    contract_rate, rate = position.annual_rate_bp, terms.annual_rate_bp
+    if rate > contract_rate:
+        raise _counter_invalid(
+            "rate_above_contract",
+            "the plan cannot charge more than the contract's rate of {contract_rate} basis points",
+            contract_rate=contract_rate,
+        )
+    if to_repay < terms.count:
+        raise _counter_invalid(
+            "too_little_to_repay", "there is too little left to repay in that many instalments"
+        )
+    schedule = amortised(
+        to_repay, rate, terms.count, first_due, position.currency, deferred_months=terms.holiday_months
+    )
+    at_contract_rate = amortised(
+        to_repay,
+        contract_rate,
+        terms.count,
+        first_due,
+        position.currency,
+        deferred_months=terms.holiday_months,
+    )
+    frozen = rate == 0 and contract_rate > 0
+    return _Repayment(
+        schedule=schedule,
+        interest=InterestTreatment.FROZEN if frozen else InterestTreatment.CHARGED,
+        rate_bp=rate,
+        # A lower rate saves the difference; rounding in a plan of a few fen a month is never
+        # reported as costing the borrower.
+        forgone_interest=max(at_contract_rate.interest - schedule.interest, 0),
+    )
+
+
+def counter_offer(position: AccountPosition, terms: CounterTerms, today: date, policy: Policy) -> Offer:
+    """An agent's counter-offer on this account, made today: it covers the whole balance, and
+    can be accepted for the policy's `counter_offer_valid_days`.
+
+    The stage's relief limits do not apply (an agent's authority does: see
+    `workflows.authority`), but the terms must fit the account: nothing waived beyond what is
+    owed of that component, something left to repay in every instalment, no rate above the
+    contract's, a settlement for less than the balance. Waived principal makes an instalment
+    plan a settlement in part (`ReliefType.SETTLEMENT`), as it does a borrower's proposal. The
+    offer's `key` is `terms.key`: store it, and `CounterTerms.from_key` with the day the offer
+    was made rebuilds the very same offer (compare `fingerprint`)."""
+    _check_policy(policy)
+    balance = position.balance
+    if balance == 0:
+        raise DomainError("nothing_owed", "Nothing is owed on this account.")
+    first_due = add_months(today, terms.holiday_months + 1)
+    reliefs: set[ReliefType] = set()
+    if terms.plan == CounterPlan.SETTLEMENT:
+        repayment = _counter_settlement(position, terms, first_due)
+        waived = allocate(balance - terms.settlement_amount, position.balances).applied
+        reliefs.add(ReliefType.SETTLEMENT)
+    else:
+        waived = _components(
+            {
+                Component.FEES: terms.waive_fees,
+                Component.INTEREST: terms.waive_interest,
+                Component.PRINCIPAL: terms.waive_principal,
+            }
+        )
+        for component in Component:
+            if waived[component] > position.balances[component]:
+                raise _counter_invalid(
+                    "waiver_above_balance",
+                    "{waived} of {component} would be waived, but only {owed} is owed",
+                    component=str(component),
+                    waived=waived[component],
+                    owed=position.balances[component],
+                    currency=position.currency,
+                )
+        repayment = _counter_instalments(position, terms, first_due, balance - terms.waived)
+        reliefs.add(ReliefType.TERM_EXTENSION)
+        if terms.waive_fees:
+            reliefs.add(ReliefType.FEE_WAIVER)
+        if terms.waive_interest or terms.annual_rate_bp < position.annual_rate_bp:
+            reliefs.add(ReliefType.INTEREST_RELIEF)
+        if terms.holiday_months:
+            reliefs.add(ReliefType.PAYMENT_HOLIDAY)
+        if terms.waive_principal:
+            reliefs.add(ReliefType.SETTLEMENT)
+    schedule = repayment.schedule
+    frozen = repayment.interest == InterestTreatment.FROZEN
+    return Offer(
+        key=terms.key,
+        origin=OfferOrigin.AGENT,
+        currency=position.currency,
+        scope=OfferScope.BALANCE,
+        reliefs=frozenset(reliefs),
+        covered=position.balances,
+        waived=waived,
+        schedule=schedule,
+        holiday_months=terms.holiday_months,
+        interest_frozen_months=terms.holiday_months + terms.count if frozen else 0,
+        annual_rate_bp=repayment.rate_bp,
+        settlement_amount=repayment.settlement_amount,
+        monthly_payment=schedule.regular_amount,
+        fees_after=_fee_treatment(position, position.balances, waived[Component.FEES]),
+        interest_treatment=repayment.interest,
+        total_saved=sum(waived.values()) + repayment.forgone_interest,
+        issued_on=today,
+        expires_on=today + timedelta(days=policy.hardship.counter_offer_valid_days),
         end_on=schedule.last_due_on or first_due,
     )

@@ -1,14 +1,17 @@
 """Collections policy: stage thresholds, late fees, when each treatment begins, and the hardship
 section — what may be offered without review at each stage, the reference spending an income and
-expenditure statement is compared with, and the time limits of a hardship case."""
+expenditure statement is compared with, the time limits of a hardship case, what each staff role
+may approve alone, and how the review queue is ordered."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from itertools import pairwise
 from types import MappingProxyType
 
+from workflows.access import Role
 from workflows.affordability import COST_CATEGORIES, BudgetCategory
 from workflows.errors import DomainError
 from workflows.money import CURRENCY_EXPONENTS
@@ -297,6 +300,241 @@ def _default_reference_spending() -> Mapping[str, Mapping[BudgetCategory, Refere
     )
 
 
+# --- Authority: the largest concession each staff role may approve alone -------------------------
+
+AUTHORITY_LADDER: tuple[Role, ...] = (Role.AGENT, Role.SUPERVISOR)
+"""Roles in rising order of authority: each must be allowed at least what the one below it is, so
+an approval above one rung can always go to the next (four eyes)."""
+
+
+@dataclass(frozen=True)
+class AuthorityLimit:
+    """The largest concession one staff role may approve without a second person. Zero (or a
+    currency left out) means none: the defaults give no authority at all.
+
+    A settlement is limited by `max_settlement_discount_bp` instead of the waived share (the
+    discount is its waived share); the waived amount and the term limit every concession."""
+
+    max_waived_amount: Mapping[str, int] = field(default_factory=lambda: _frozen({}))
+    """Per currency, minor units; a role has no authority over accounts in a currency not listed."""
+    max_waived_share_bp: int = 0
+    """Fees, interest and principal waived, at most this share of the whole balance."""
+    max_term_months: int = 0
+    """The longest plan: payment-holiday months plus instalments."""
+    max_settlement_discount_bp: int = 0
+    """A settlement may waive at most this share of the whole balance."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_waived_amount, Mapping):
+            object.__setattr__(self, "max_waived_amount", _frozen(self.max_waived_amount))
+
+    def __hash__(self) -> int:
+        return hash(tuple(_hashable(getattr(self, f.name)) for f in fields(self)))
+
+    def covers(self, other: AuthorityLimit) -> bool:
+        """Whether these limits allow at least everything `other` allows (assumes both are valid)."""
+        return (
+            all(
+                currency in self.max_waived_amount and self.max_waived_amount[currency] >= amount
+                for currency, amount in other.max_waived_amount.items()
+            )
+            and self.max_waived_share_bp >= other.max_waived_share_bp
+            and self.max_term_months >= other.max_term_months
+            and self.max_settlement_discount_bp >= other.max_settlement_discount_bp
+        )
+
+    def problems(self, path: str) -> list[str]:
+        problems = _amount_table_problems(f"{path}.max_waived_amount", self.max_waived_amount)
+        problems += _range_problem(f"{path}.max_waived_share_bp", self.max_waived_share_bp, 0, BASIS_POINTS)
+        problems += _range_problem(f"{path}.max_term_months", self.max_term_months, 0, MAX_PLAN_MONTHS)
+        problems += _range_problem(
+            f"{path}.max_settlement_discount_bp", self.max_settlement_discount_bp, 0, BASIS_POINTS
+        )
+        return problems
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            f.name: dict(value) if isinstance(value := getattr(self, f.name), Mapping) else value
+            for f in fields(self)
+        }
+
+    @classmethod
+    def from_dict(cls, data: object, path: str) -> AuthorityLimit:
+        return cls(**_settings(data, path, (f.name for f in fields(cls))))  # type: ignore[arg-type]
+
+
+def _default_authority() -> Mapping[Role, AuthorityLimit]:
+    # An agent settles the everyday case; a supervisor the large or long one. Every other role
+    # (collector, finance, admin) approves nothing.
+    return MappingProxyType(
+        {
+            Role.AGENT: AuthorityLimit(
+                max_waived_amount=_money(2_000_000, 300_000, 300_000),
+                max_waived_share_bp=2500,
+                max_term_months=36,
+                max_settlement_discount_bp=3000,
+            ),
+            Role.SUPERVISOR: AuthorityLimit(
+                max_waived_amount=_money(20_000_000, 3_000_000, 3_000_000),
+                max_waived_share_bp=6000,
+                max_term_months=84,
+                max_settlement_discount_bp=6000,
+            ),
+        }
+    )
+
+
+# --- Priority: the order of the review queue ----------------------------------------------------
+
+MAX_PRIORITY_POINTS = 10_000
+"""No single weight may be more than this (a typo, not a policy)."""
+
+MAX_BALANCE_BANDS = 10
+"""At most this many amount bands, so at most one fewer thresholds per currency."""
+
+
+def _default_stage_points() -> Mapping[Stage, int]:
+    return MappingProxyType(
+        {
+            Stage.CURRENT: 0,
+            Stage.EARLY: 10,
+            Stage.MID: 20,
+            Stage.LATE: 30,
+            Stage.LEGAL: 40,
+            Stage.CHARGED_OFF: 40,
+        }
+    )
+
+
+def _default_balance_bands() -> Mapping[str, Sequence[int]]:
+    # Under ¥10,000 / $1,500; up to ¥50,000 / $7,500; up to ¥200,000 / $30,000; above.
+    return MappingProxyType(
+        {
+            "CNY": (1_000_000, 5_000_000, 20_000_000),
+            "USD": (150_000, 750_000, 3_000_000),
+            "EUR": (150_000, 750_000, 3_000_000),
+        }
+    )
+
+
+def _bands(value: object) -> object:
+    # Stored as a JSON list; kept as a tuple so the policy stays frozen. Anything else is left
+    # as it is, for problems() to name.
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    return value
+
+
+@dataclass(frozen=True)
+class PriorityWeights:
+    """How the review queue is ordered: a case's priority is the sum of points for its stage,
+    for each whole day it has waited, for a vulnerable borrower, and for each balance band above
+    the lowest. Every weight is at least zero and a later stage never earns fewer points, so
+    waiting longer, being vulnerable, a later stage or a larger balance never lowers a priority."""
+
+    stage_points: Mapping[Stage, int] = field(default_factory=_default_stage_points)
+    """One per stage, never falling from one stage to the next."""
+    points_per_day: int = 2
+    """For each whole day the case has waited for a decision."""
+    vulnerability_points: int = 30
+    """For a borrower flagged as vulnerable."""
+    balance_bands: Mapping[str, Sequence[int]] = field(default_factory=_default_balance_bands)
+    """Per currency, rising thresholds in minor units (kept as a tuple): a balance at or above the
+    n-th threshold is in band n (band 0 below the first). Every currency has the same number of
+    thresholds, so a band means the same in each. A currency not listed is all band 0. The queue
+    filters by band."""
+    points_per_band: int = 5
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stage_points, Mapping):
+            object.__setattr__(
+                self,
+                "stage_points",
+                MappingProxyType({_stage_key(k): v for k, v in self.stage_points.items()}),
+            )
+        if isinstance(self.balance_bands, Mapping):
+            object.__setattr__(
+                self,
+                "balance_bands",
+                MappingProxyType({k: _bands(v) for k, v in self.balance_bands.items()}),
+            )
+
+    def __hash__(self) -> int:
+        return hash(tuple(_hashable(getattr(self, f.name)) for f in fields(self)))
+
+    def problems(self, path: str) -> list[str]:
+        problems = self._stage_problems(path) + self._band_problems(path)
+        for name in ("points_per_day", "vulnerability_points", "points_per_band"):
+            problems += _range_problem(f"{path}.{name}", getattr(self, name), 0, MAX_PRIORITY_POINTS)
+        return problems
+
+    def _stage_problems(self, path: str) -> list[str]:
+        if not isinstance(self.stage_points, Mapping):
+            return [f"{path}.stage_points must map stages to points."]
+        problems: list[str] = []
+        for key, value in self.stage_points.items():
+            if not isinstance(key, Stage):
+                problems.append(f"{path}.stage_points has an unknown stage {key!r}.")
+            else:
+                problems += _range_problem(f"{path}.stage_points.{key}", value, 0, MAX_PRIORITY_POINTS)
+        for stage in Stage:
+            if stage not in self.stage_points:
+                problems.append(f"{path}.stage_points has no points for the {stage} stage.")
+        if not problems:
+            in_order = [self.stage_points[stage] for stage in Stage]
+            if any(later < earlier for earlier, later in pairwise(in_order)):
+                problems.append(f"{path}.stage_points must not fall from one stage to the next.")
+        return problems
+
+    def _band_problems(self, path: str) -> list[str]:
+        if not isinstance(self.balance_bands, Mapping):
+            return [f"{path}.balance_bands must map currency codes to thresholds."]
+        problems: list[str] = []
+        sizes: set[int] = set()
+        for currency, thresholds in self.balance_bands.items():
+            where = f"{path}.balance_bands.{currency}"
+            if currency not in CURRENCY_EXPONENTS:
+                problems.append(f"{path}.balance_bands has an unknown currency {currency!r}.")
+            if not isinstance(thresholds, tuple) or not all(map(_is_whole, thresholds)):
+                problems.append(f"{where} must be a list of whole minor units.")
+                continue
+            sizes.add(len(thresholds))
+            if not 1 <= len(thresholds) < MAX_BALANCE_BANDS:
+                problems.append(f"{where} must have from 1 to {MAX_BALANCE_BANDS - 1} thresholds.")
+            if thresholds and thresholds[0] < 1:
+                problems.append(f"{where} must start above 0.")
+            if any(later <= earlier for earlier, later in pairwise(thresholds)):
+                problems.append(f"{where} must rise from each threshold to the next.")
+        if len(sizes) > 1:
+            problems.append(f"{path}.balance_bands must have as many thresholds in every currency.")
+        return problems
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "stage_points": {str(stage): points for stage, points in self.stage_points.items()},
+            "points_per_day": self.points_per_day,
+            "vulnerability_points": self.vulnerability_points,
+            "balance_bands": {str(c): list(bands) for c, bands in self.balance_bands.items()},
+            "points_per_band": self.points_per_band,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object, path: str) -> PriorityWeights:
+        settings = _settings(data, path, (f.name for f in fields(cls)))
+        if "stage_points" in settings:
+            settings["stage_points"] = _settings(
+                settings["stage_points"], f"{path}.stage_points", map(str, Stage)
+            )
+        return cls(**settings)  # type: ignore[arg-type]
+
+
+def _role_key(key: object) -> object:
+    return Role(key) if isinstance(key, str) and key in _ROLE_VALUES else key
+
+
+_ROLE_VALUES = frozenset(Role)
+
+
 def _stage_key(key: object) -> object:
     # An unknown key stays as it is, for validate() to name.
     return Stage(key) if isinstance(key, str) and key in _STAGE_VALUES else key
@@ -333,9 +571,19 @@ class HardshipPolicy:
         default_factory=lambda: _money(1_000_000_000, 150_000_000, 150_000_000)
     )
     """Per currency: no single budget category can come to more than this a month (absurd input)."""
+    authority: Mapping[Role, AuthorityLimit] = field(default_factory=_default_authority)
+    """What each staff role may approve alone; a role left out may approve nothing."""
+    priority: PriorityWeights = field(default_factory=PriorityWeights)
+    """How the review queue is ordered and banded by balance."""
+    counter_offer_valid_days: int = 14
+    """An agent's counter-offer can be accepted for this many days (at most 28, like an offer)."""
 
     def __post_init__(self) -> None:
         # Freeze every table, and read stored keys as the enums they name.
+        if isinstance(self.authority, Mapping):
+            object.__setattr__(
+                self, "authority", MappingProxyType({_role_key(k): v for k, v in self.authority.items()})
+            )
         if isinstance(self.relief_limits, Mapping):
             object.__setattr__(
                 self,
@@ -369,11 +617,41 @@ class HardshipPolicy:
             "hardship.max_monthly_amount", self.max_monthly_amount, positive=True
         )
         problems += _range_problem("hardship.offer_valid_days", self.offer_valid_days, 1, 28)
+        problems += _range_problem("hardship.counter_offer_valid_days", self.counter_offer_valid_days, 1, 28)
         problems += _range_problem("hardship.review_sla_days", self.review_sla_days, 1, 60)
         problems += _range_problem("hardship.breathing_space_days", self.breathing_space_days, 0, 90)
         for name in ("breathing_space_stops_fees", "breathing_space_pauses_contact"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"hardship.{name} must be true or false.")
+        problems += self._authority_problems()
+        if isinstance(self.priority, PriorityWeights):
+            problems += self.priority.problems("hardship.priority")
+        else:
+            problems.append("hardship.priority must be priority weights.")
+        return problems
+
+    def _authority_problems(self) -> list[str]:
+        if not isinstance(self.authority, Mapping):
+            return ["hardship.authority must map staff roles to authority limits."]
+        problems: list[str] = []
+        for key, limit in self.authority.items():
+            if not isinstance(key, Role):
+                problems.append(f"hardship.authority has an unknown staff role {key!r}.")
+            elif not isinstance(limit, AuthorityLimit):
+                problems.append(f"hardship.authority.{key} must be authority limits.")
+            else:
+                problems += limit.problems(f"hardship.authority.{key}")
+        if problems:
+            return problems
+        # Each rung of the ladder covers every rung below it; a role left out has no authority.
+        nothing = AuthorityLimit()
+        for lower_index, lower in enumerate(AUTHORITY_LADDER):
+            for higher in AUTHORITY_LADDER[lower_index + 1 :]:
+                if not self.authority.get(higher, nothing).covers(self.authority.get(lower, nothing)):
+                    problems.append(
+                        f"hardship.authority.{higher} must allow at least what hardship.authority.{lower}"
+                        " allows."
+                    )
         return problems
 
     def _limit_problems(self) -> list[str]:
@@ -422,6 +700,10 @@ class HardshipPolicy:
             value = getattr(self, f.name)
             if f.name == "relief_limits":
                 data[f.name] = {str(stage): limits.to_dict() for stage, limits in value.items()}
+            elif f.name == "authority":
+                data[f.name] = {str(role): limit.to_dict() for role, limit in value.items()}
+            elif f.name == "priority":
+                data[f.name] = value.to_dict()
             elif f.name == "reference_spending":
                 data[f.name] = {
                     str(currency): {str(c): amount.to_dict() for c, amount in table.items()}
@@ -457,6 +739,14 @@ class HardshipPolicy:
                     for category, amount in categories.items()
                 }
             settings["reference_spending"] = spending
+        if "authority" in settings:
+            roles = _settings(settings["authority"], "hardship.authority", map(str, Role))
+            settings["authority"] = {
+                role: AuthorityLimit.from_dict(limit, f"hardship.authority.{role}")
+                for role, limit in roles.items()
+            }
+        if "priority" in settings:
+            settings["priority"] = PriorityWeights.from_dict(settings["priority"], "hardship.priority")
         return cls(**settings)  # type: ignore[arg-type]  # validate() checks every value
 
 

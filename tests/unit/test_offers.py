@@ -11,6 +11,8 @@ from workflows.money import Component
 from workflows.offers import (
     MAX_OFFERS,
     AccountPosition,
+    CounterPlan,
+    CounterTerms,
     FeeTreatment,
     InterestTreatment,
     Offer,
@@ -18,6 +20,7 @@ from workflows.offers import (
     OfferScope,
     ReliefType,
     check_within_limits,
+    counter_offer,
     generate_offers,
     offer_from_key,
     offer_to_dict,
@@ -481,3 +484,287 @@ def test_every_proposal_adds_up_or_is_refused_cleanly(
     assert offer.instalment_count == count
     assert all(0 < a <= amount for a in offer.schedule.amounts)
     assert isinstance(check_within_limits(offer, account, policy), list)
+
+
+# --- The agent's counter-offer -------------------------------------------------------------------
+
+
+def test_a_counter_offer_spreads_the_balance_interest_free_after_waiving_fees_and_interest() -> None:
+    account = position()
+    terms = CounterTerms(CounterPlan.INSTALMENTS, count=12, waive_fees=20_000, waive_interest=150_000)
+    offer = counter_offer(account, terms, TODAY, DEFAULT_POLICY)
+    assert offer.origin == OfferOrigin.AGENT
+    assert offer.key == "counter:instalments:12+waive_fees:20000+waive_interest:150000"
+    assert offer.scope == OfferScope.BALANCE
+    assert offer.reliefs == {ReliefType.TERM_EXTENSION, ReliefType.FEE_WAIVER, ReliefType.INTEREST_RELIEF}
+    assert offer.waived == {Component.FEES: 20_000, Component.INTEREST: 150_000, Component.PRINCIPAL: 0}
+    assert offer.schedule.amounts == (250_000,) * 12
+    assert offer.first_due_on == date(2024, 4, 30)
+    assert offer.end_on == date(2025, 3, 30)  # counted from the first due date, the 30th
+    assert offer.expires_on == date(2024, 4, 14)
+    assert offer.interest_treatment == InterestTreatment.FROZEN
+    assert offer.interest_frozen_months == 12 and offer.annual_rate_bp == 0
+    assert offer.fees_after == FeeTreatment.WAIVED
+    assert offer.monthly_payment == 250_000
+    at_contract_rate = amortised(3_000_000, 1800, 12, date(2024, 4, 30), "CNY")
+    assert offer.total_saved == 170_000 + at_contract_rate.interest
+    assert_money_adds_up(offer, account)
+
+
+def test_a_counter_offer_puts_the_remainder_on_the_last_instalment() -> None:
+    offer = counter_offer(position(), CounterTerms(CounterPlan.INSTALMENTS, count=7), TODAY, DEFAULT_POLICY)
+    assert offer.schedule.amounts == (452_857,) * 6 + (452_858,)
+    assert offer.total_repayable == 3_170_000
+    assert offer.total_waived == 0 and offer.fees_after == FeeTreatment.REPAID
+
+
+def test_a_counter_offer_at_a_lower_rate_after_a_holiday_charges_that_rate_from_the_start() -> None:
+    account = position()
+    terms = CounterTerms(CounterPlan.INSTALMENTS, count=24, holiday_months=2, annual_rate_bp=900)
+    offer = counter_offer(account, terms, TODAY, DEFAULT_POLICY)
+    assert offer.key == "counter:instalments:24+holiday:2+rate:900"
+    assert offer.reliefs == {
+        ReliefType.TERM_EXTENSION,
+        ReliefType.INTEREST_RELIEF,
+        ReliefType.PAYMENT_HOLIDAY,
+    }
+    first_due = date(2024, 6, 30)
+    assert offer.first_due_on == first_due
+    expected = amortised(3_170_000, 900, 24, first_due, "CNY", deferred_months=2)
+    assert offer.schedule == expected
+    assert offer.interest_treatment == InterestTreatment.CHARGED
+    assert offer.annual_rate_bp == 900 and offer.interest_frozen_months == 0
+    at_contract_rate = amortised(3_170_000, 1800, 24, first_due, "CNY", deferred_months=2)
+    assert offer.total_saved == at_contract_rate.interest - expected.interest
+    assert_money_adds_up(offer, account)
+
+
+def test_a_counter_offer_at_the_contract_rate_concedes_only_time() -> None:
+    terms = CounterTerms(CounterPlan.INSTALMENTS, count=36, annual_rate_bp=1800)
+    offer = counter_offer(position(), terms, TODAY, DEFAULT_POLICY)
+    assert offer.reliefs == {ReliefType.TERM_EXTENSION}
+    assert offer.total_saved == 0
+
+
+def test_waiving_principal_in_a_counter_offer_makes_it_a_settlement_in_part() -> None:
+    account = position()
+    terms = CounterTerms(
+        CounterPlan.INSTALMENTS, count=10, waive_fees=20_000, waive_interest=150_000, waive_principal=500_000
+    )
+    offer = counter_offer(account, terms, TODAY, DEFAULT_POLICY)
+    assert ReliefType.SETTLEMENT in offer.reliefs
+    assert offer.schedule.amounts == (250_000,) * 10
+    assert offer.settlement_amount is None
+    assert_money_adds_up(offer, account)
+
+
+def test_a_counter_settlement_is_one_lump_sum_waiving_fees_then_interest_then_principal() -> None:
+    account = position()
+    offer = counter_offer(
+        account, CounterTerms(CounterPlan.SETTLEMENT, settlement_amount=2_000_000), TODAY, DEFAULT_POLICY
+    )
+    assert offer.key == "counter:settlement:2000000"
+    assert offer.reliefs == {ReliefType.SETTLEMENT}
+    assert offer.schedule.amounts == (2_000_000,)
+    assert offer.first_due_on == date(2024, 4, 30)
+    assert offer.settlement_amount == offer.monthly_payment == 2_000_000
+    assert offer.waived == {
+        Component.FEES: 20_000,
+        Component.INTEREST: 150_000,
+        Component.PRINCIPAL: 1_000_000,
+    }
+    assert offer.interest_treatment == InterestTreatment.SETTLED
+    assert offer.total_saved == 1_170_000
+    assert_money_adds_up(offer, account)
+
+
+def test_stage_limits_do_not_bind_a_counter_offer_but_still_report_what_goes_beyond_them() -> None:
+    account = position(stage=Stage.EARLY, dpd=10)
+    terms = CounterTerms(CounterPlan.INSTALMENTS, count=60, waive_interest=150_000, holiday_months=3)
+    offer = counter_offer(account, terms, TODAY, DEFAULT_POLICY)
+    assert offer.instalment_count == 60
+    assert check_within_limits(offer, account, DEFAULT_POLICY) == [
+        "waived_amount_above_limit",
+        "term_above_limit",
+        "holiday_above_limit",
+        "interest_freeze_above_limit",
+    ]
+
+
+def test_a_counter_offer_stays_open_for_the_policys_counter_offer_days() -> None:
+    policy = replace(DEFAULT_POLICY, hardship=replace(DEFAULT_POLICY.hardship, counter_offer_valid_days=3))
+    offer = counter_offer(position(), CounterTerms(CounterPlan.INSTALMENTS, count=6), TODAY, policy)
+    assert offer.expires_on == date(2024, 4, 3)
+
+
+def test_a_stored_counter_offer_key_rebuilds_the_very_same_offer() -> None:
+    account = position()
+    terms = CounterTerms(
+        CounterPlan.INSTALMENTS,
+        count=18,
+        waive_fees=1,
+        waive_interest=2,
+        waive_principal=3,
+        holiday_months=1,
+        annual_rate_bp=600,
+    )
+    offer = counter_offer(account, terms, TODAY, DEFAULT_POLICY)
+    stored = offer_to_dict(offer)
+    assert (
+        stored["key"]
+        == "counter:instalments:18+waive_fees:1+waive_interest:2+waive_principal:3+holiday:1+rate:600"
+    )
+    assert CounterTerms.from_key(stored["key"]) == terms
+    rebuilt = counter_offer(account, CounterTerms.from_key(stored["key"]), TODAY, DEFAULT_POLICY)
+    assert rebuilt == offer and rebuilt.fingerprint == stored["fingerprint"]
+    assert CounterTerms("settlement", settlement_amount=5).plan is CounterPlan.SETTLEMENT  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "counter:instalments:12+waive_fees:0",  # zero is left out
+        "counter:instalments:012",
+        "counter:instalments:12+rate:900+holiday:1",  # out of order
+        "counter:instalments:12+holiday:1+holiday:1",
+        "counter:instalments:121",
+        "counter:instalments:12+holiday:4",
+        "counter:instalments:12+rate:100001",
+        "counter:settlement:0",
+        "counter:settlement:100+holiday:1",
+        "counter:instalments",
+        "instalments:12",
+        "fee_waiver+instalment_plan:2",
+        "COUNTER:settlement:100",
+        "counter:settlement:" + "9" * 300,
+        "",
+        None,
+        12,
+    ],
+)
+def test_a_counter_offer_key_is_only_ever_the_canonical_spelling_of_sound_terms(key: object) -> None:
+    with pytest.raises(DomainError) as raised:
+        CounterTerms.from_key(key)
+    assert raised.value.code == "counter_key_invalid"
+
+
+@pytest.mark.parametrize(
+    ("terms", "changes", "problem"),
+    [
+        ({"plan": "loan"}, {}, "plan_unknown"),
+        ({"count": 0}, {}, "count_out_of_range"),
+        ({"count": 121}, {}, "count_out_of_range"),
+        ({"holiday_months": 4}, {}, "holiday_out_of_range"),
+        ({"annual_rate_bp": -1}, {}, "rate_out_of_range"),
+        ({"annual_rate_bp": 100_001}, {}, "rate_out_of_range"),
+        ({"waive_fees": -1}, {}, "amount_negative"),
+        ({"plan": CounterPlan.SETTLEMENT, "settlement_amount": 100, "count": 2}, {}, "settlement_combined"),
+        (
+            {"plan": CounterPlan.SETTLEMENT, "settlement_amount": 100, "waive_fees": 1},
+            {},
+            "settlement_combined",
+        ),
+        (
+            {"plan": CounterPlan.SETTLEMENT, "settlement_amount": 100, "holiday_months": 1},
+            {},
+            "settlement_combined",
+        ),
+        ({"plan": CounterPlan.SETTLEMENT}, {}, "settlement_amount_out_of_range"),
+        ({"settlement_amount": 100}, {}, "settlement_amount_on_plan"),
+        # These fit some accounts, but not this one.
+        ({"waive_fees": 20_001}, {}, "waiver_above_balance"),
+        ({"waive_interest": 150_001}, {}, "waiver_above_balance"),
+        ({"waive_principal": 3_000_001}, {}, "waiver_above_balance"),
+        ({"annual_rate_bp": 1801}, {}, "rate_above_contract"),
+        ({"annual_rate_bp": 1}, {"annual_rate_bp": 0}, "rate_above_contract"),
+        (
+            {"count": 1, "waive_fees": 20_000, "waive_interest": 150_000, "waive_principal": 3_000_000},
+            {},
+            "too_little_to_repay",
+        ),
+        (
+            {"count": 12},
+            {"principal": 5, "interest": 0, "fees": 0, "overdue_amount": 5},
+            "too_little_to_repay",
+        ),
+        (
+            {"plan": CounterPlan.SETTLEMENT, "settlement_amount": 3_170_000},
+            {},
+            "settlement_amount_out_of_range",
+        ),
+    ],
+)
+def test_counter_terms_that_do_not_fit_the_account_are_refused_with_a_reason(
+    terms: dict[str, Any], changes: dict[str, Any], problem: str
+) -> None:
+    values: dict[str, Any] = {"plan": CounterPlan.INSTALMENTS, **terms}
+    if values["plan"] == CounterPlan.INSTALMENTS:
+        values.setdefault("count", 6)
+    with pytest.raises(DomainError) as raised:
+        counter_offer(position(**changes), CounterTerms(**values), TODAY, DEFAULT_POLICY)
+    assert raised.value.code == "counter_terms_invalid"
+    assert raised.value.params["problem"] == problem
+    assert "cannot be made" in str(raised.value)
+
+
+def test_counter_terms_must_be_whole_numbers_and_the_account_must_owe_something() -> None:
+    for bad in ({"count": 1.5}, {"count": True}, {"waive_fees": 10.0}):
+        with pytest.raises(DomainError) as raised:
+            CounterTerms(CounterPlan.INSTALMENTS, **bad)
+        assert raised.value.code == "amount_not_integer"
+    nothing = position(principal=0, interest=0, fees=0, overdue_amount=0)
+    with pytest.raises(DomainError) as raised:
+        counter_offer(nothing, CounterTerms(CounterPlan.INSTALMENTS), TODAY, DEFAULT_POLICY)
+    assert raised.value.code == "nothing_owed"
+    broken = replace(DEFAULT_POLICY, hardship=replace(DEFAULT_POLICY.hardship, counter_offer_valid_days=0))
+    with pytest.raises(DomainError) as raised:
+        counter_offer(position(), CounterTerms(CounterPlan.INSTALMENTS), TODAY, broken)
+    assert raised.value.code == "policy_invalid"
+
+
+@st.composite
+def counter_situations(draw: st.DrawFn) -> tuple[AccountPosition, CounterTerms, date]:
+    account, _, _, today = draw(situations())
+    if draw(st.booleans()):
+        terms = CounterTerms(
+            CounterPlan.SETTLEMENT,
+            settlement_amount=draw(st.integers(min_value=1, max_value=max(account.balance + 1, 1))),
+        )
+    else:
+        terms = CounterTerms(
+            CounterPlan.INSTALMENTS,
+            count=draw(st.integers(min_value=1, max_value=120)),
+            waive_fees=draw(st.integers(min_value=0, max_value=account.fees)),
+            waive_interest=draw(st.integers(min_value=0, max_value=account.interest)),
+            waive_principal=draw(st.integers(min_value=0, max_value=account.principal)),
+            holiday_months=draw(st.integers(min_value=0, max_value=3)),
+            annual_rate_bp=draw(st.integers(min_value=0, max_value=account.annual_rate_bp)),
+        )
+    return account, terms, today
+
+
+@settings(max_examples=150, deadline=None)
+@given(counter_situations())
+def test_every_counter_offer_adds_up_to_the_fen_and_rebuilds_from_its_key(
+    situation: tuple[AccountPosition, CounterTerms, date],
+) -> None:
+    account, terms, today = situation
+    try:
+        offer = counter_offer(account, terms, today, DEFAULT_POLICY)
+    except DomainError as error:
+        assert error.code in {"counter_terms_invalid", "nothing_owed"}
+        assert error.params.get("problem") in {None, "too_little_to_repay", "settlement_amount_out_of_range"}
+        return
+    assert_money_adds_up(offer, account)
+    assert offer.origin == OfferOrigin.AGENT and offer.scope == OfferScope.BALANCE
+    assert offer.total_repayable + offer.total_waived == account.balance + offer.interest_charged
+    assert all(amount > 0 for amount in offer.schedule.amounts)
+    assert offer.first_due_on == add_months(today, terms.holiday_months + 1)
+    assert offer.expires_on == today + timedelta(days=DEFAULT_POLICY.hardship.counter_offer_valid_days)
+    assert offer.instalment_count == terms.count
+    if terms.plan == CounterPlan.INSTALMENTS and terms.annual_rate_bp == 0:
+        *regular, last = offer.schedule.amounts
+        assert set(regular) <= {offer.instalment_amount}
+        assert 0 <= last - offer.instalment_amount < terms.count
+    assert CounterTerms.from_key(offer.key) == terms
+    assert counter_offer(account, CounterTerms.from_key(offer.key), today, DEFAULT_POLICY) == offer

@@ -1,13 +1,26 @@
+import ast
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from workflows.access import Role
 from workflows.affordability import COST_CATEGORIES
 from workflows.errors import DomainError
-from workflows.policy import DEFAULT_POLICY, HardshipPolicy, Policy, ReferenceAmount, ReliefLimits, Stage
+from workflows.policy import (
+    AUTHORITY_LADDER,
+    DEFAULT_POLICY,
+    AuthorityLimit,
+    HardshipPolicy,
+    Policy,
+    PriorityWeights,
+    ReferenceAmount,
+    ReliefLimits,
+    Stage,
+)
 
 
 @st.composite
@@ -142,6 +155,55 @@ def relief_limits(draw: st.DrawFn) -> ReliefLimits:
 
 
 @st.composite
+def authority_ladders(draw: st.DrawFn) -> dict[Role, AuthorityLimit]:
+    """Valid authority tables: each rung of the ladder allows at least what the one below does."""
+    currencies = draw(st.lists(st.sampled_from(_CURRENCIES), unique=True))
+    share = st.integers(min_value=0, max_value=10000)
+    agent = AuthorityLimit(
+        max_waived_amount={c: draw(st.integers(min_value=0, max_value=10**8)) for c in currencies},
+        max_waived_share_bp=draw(share),
+        max_term_months=draw(st.integers(min_value=0, max_value=120)),
+        max_settlement_discount_bp=draw(share),
+    )
+    more = st.integers(min_value=0, max_value=10**8)
+    extra = draw(st.lists(st.sampled_from(_CURRENCIES), unique=True))
+    supervisor = AuthorityLimit(
+        max_waived_amount={c: agent.max_waived_amount.get(c, 0) + draw(more) for c in {*currencies, *extra}},
+        max_waived_share_bp=draw(st.integers(min_value=agent.max_waived_share_bp, max_value=10000)),
+        max_term_months=draw(st.integers(min_value=agent.max_term_months, max_value=120)),
+        max_settlement_discount_bp=draw(
+            st.integers(min_value=agent.max_settlement_discount_bp, max_value=10000)
+        ),
+    )
+    ladder = {Role.AGENT: agent, Role.SUPERVISOR: supervisor}
+    if draw(st.booleans()):
+        del ladder[Role.AGENT]  # supervisors only
+    if draw(st.booleans()):
+        ladder[Role.ADMIN] = AuthorityLimit(max_waived_share_bp=draw(share))
+    return ladder
+
+
+@st.composite
+def priority_weights(draw: st.DrawFn) -> PriorityWeights:
+    """Valid weights: stage points never fall, bands rise, the same number in every currency."""
+    points = st.integers(min_value=0, max_value=10_000)
+    steps = draw(st.lists(st.integers(min_value=0, max_value=1500), min_size=6, max_size=6))
+    stage_points = {stage: sum(steps[: index + 1]) for index, stage in enumerate(Stage)}
+    size = draw(st.integers(min_value=1, max_value=9))
+    thresholds = st.lists(
+        st.integers(min_value=1, max_value=10**12), min_size=size, max_size=size, unique=True
+    ).map(sorted)
+    currencies = draw(st.lists(st.sampled_from(_CURRENCIES), unique=True))
+    return PriorityWeights(
+        stage_points=stage_points,
+        points_per_day=draw(points),
+        vulnerability_points=draw(points),
+        balance_bands={c: draw(thresholds) for c in currencies},
+        points_per_band=draw(points),
+    )
+
+
+@st.composite
 def hardship_sections(draw: st.DrawFn) -> HardshipPolicy:
     currencies = draw(st.lists(st.sampled_from(_CURRENCIES), unique=True))
     figures = st.integers(min_value=0, max_value=10**7)
@@ -157,6 +219,9 @@ def hardship_sections(draw: st.DrawFn) -> HardshipPolicy:
         breathing_space_stops_fees=draw(st.booleans()),
         breathing_space_pauses_contact=draw(st.booleans()),
         max_monthly_amount={c: draw(st.integers(min_value=1, max_value=10**12)) for c in currencies},
+        authority=draw(authority_ladders()),
+        priority=draw(priority_weights()),
+        counter_offer_valid_days=draw(st.integers(min_value=1, max_value=28)),
     )
 
 
@@ -196,6 +261,8 @@ def test_hardship_section_round_trips_through_json(hardship: HardshipPolicy) -> 
     assert restored == policy
     assert hash(restored) == hash(policy)
     assert all(isinstance(stage, Stage) for stage in restored.hardship.relief_limits)
+    assert all(isinstance(role, Role) for role in restored.hardship.authority)
+    assert all(isinstance(stage, Stage) for stage in restored.hardship.priority.stage_points)
 
 
 def test_hardship_to_dict_uses_plain_string_keys() -> None:
@@ -215,6 +282,11 @@ def test_stored_policy_without_a_hardship_section_takes_the_defaults() -> None:
     partial = Policy.from_dict({"hardship": {"offer_valid_days": 7}})
     assert partial.hardship.offer_valid_days == 7
     assert partial.hardship.relief_limits == DEFAULT_POLICY.hardship.relief_limits
+    assert partial.hardship.authority == DEFAULT_POLICY.hardship.authority
+    assert partial.hardship.priority == DEFAULT_POLICY.hardship.priority
+    assert partial.hardship.counter_offer_valid_days == 14
+    weights = Policy.from_dict({"hardship": {"priority": {"points_per_day": 9}}}).hardship.priority
+    assert weights == replace(DEFAULT_POLICY.hardship.priority, points_per_day=9)
 
 
 def test_hardship_section_cannot_be_changed_after_the_fact() -> None:
@@ -302,3 +374,165 @@ def test_unknown_or_misshapen_hardship_settings_refuse_the_policy(
         Policy.from_dict(data)
     assert raised.value.code == "policy_invalid"
     assert named in str(raised.value)
+
+
+# --- Authority, queue priority and counter-offers --------------------------------------------
+
+
+def test_default_authority_gives_an_agent_the_everyday_case_and_a_supervisor_the_large_one() -> None:
+    authority = DEFAULT_POLICY.hardship.authority
+    assert set(authority) == {Role.AGENT, Role.SUPERVISOR}
+    agent, supervisor = authority[Role.AGENT], authority[Role.SUPERVISOR]
+    assert agent.max_waived_amount == {"CNY": 2_000_000, "USD": 300_000, "EUR": 300_000}
+    assert (agent.max_waived_share_bp, agent.max_term_months, agent.max_settlement_discount_bp) == (
+        2500,
+        36,
+        3000,
+    )
+    assert supervisor.max_waived_amount == {"CNY": 20_000_000, "USD": 3_000_000, "EUR": 3_000_000}
+    assert (
+        supervisor.max_waived_share_bp,
+        supervisor.max_term_months,
+        supervisor.max_settlement_discount_bp,
+    ) == (6000, 84, 6000)
+    assert supervisor.covers(agent) and not agent.covers(supervisor)
+    assert AUTHORITY_LADDER == (Role.AGENT, Role.SUPERVISOR)
+    assert DEFAULT_POLICY.hardship.counter_offer_valid_days == 14
+
+
+def test_default_priority_rises_with_the_stage_and_bands_the_balance_alike_in_each_currency() -> None:
+    weights = DEFAULT_POLICY.hardship.priority
+    assert [weights.stage_points[stage] for stage in Stage] == [0, 10, 20, 30, 40, 40]
+    assert (weights.points_per_day, weights.vulnerability_points, weights.points_per_band) == (2, 30, 5)
+    assert weights.balance_bands["CNY"] == (1_000_000, 5_000_000, 20_000_000)
+    assert {len(bands) for bands in weights.balance_bands.values()} == {3}
+
+
+def test_authority_and_priority_to_dict_use_plain_json_values() -> None:
+    data = DEFAULT_POLICY.hardship.to_dict()
+    authority, weights = data["authority"], data["priority"]
+    assert isinstance(authority, dict) and isinstance(weights, dict)
+    assert all(type(key) is str for key in authority)
+    assert authority["agent"]["max_waived_amount"]["CNY"] == 2_000_000
+    assert all(type(key) is str for key in weights["stage_points"])
+    assert weights["balance_bands"]["USD"] == [150_000, 750_000, 3_000_000]
+    assert json.loads(json.dumps(data)) == data
+
+
+def test_authority_and_priority_cannot_be_changed_after_the_fact() -> None:
+    amounts = {"CNY": 100}
+    bands = {"CNY": [10, 20]}
+    authority = {Role.SUPERVISOR: AuthorityLimit(max_waived_amount=amounts)}
+    policy = Policy(
+        hardship=HardshipPolicy(authority=authority, priority=PriorityWeights(balance_bands=bands))
+    )
+    amounts["CNY"] = 10**9
+    bands["CNY"].append(30)
+    authority[Role.AGENT] = AuthorityLimit(max_waived_share_bp=10000)
+    assert policy.validate() == []
+    assert set(policy.hardship.authority) == {Role.SUPERVISOR}
+    assert policy.hardship.authority[Role.SUPERVISOR].max_waived_amount["CNY"] == 100
+    assert policy.hardship.priority.balance_bands["CNY"] == (10, 20)
+    with pytest.raises(TypeError):
+        policy.hardship.authority[Role.AGENT] = AuthorityLimit()  # type: ignore[index]
+    with pytest.raises(TypeError):
+        policy.hardship.priority.stage_points[Stage.MID] = 0  # type: ignore[index]
+    assert hash(policy) != hash(DEFAULT_POLICY)
+
+
+def _with_hardship(name: str, **changes: object) -> dict[str, object]:
+    """The default policy as stored, with settings of one hardship table changed."""
+    data = DEFAULT_POLICY.to_dict()
+    hardship = data["hardship"]
+    assert isinstance(hardship, dict)
+    table = hardship
+    for part in name.split("."):
+        table = table[part]
+    table.update(changes)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        (_with_hardship("authority.agent", max_waived_share_bp=10001), "authority.agent.max_waived_share_bp"),
+        (_with_hardship("authority.agent", max_term_months=121), "authority.agent.max_term_months"),
+        (_with_hardship("authority.agent", max_term_months=12.0), "authority.agent.max_term_months"),
+        (
+            _with_hardship("authority.supervisor", max_settlement_discount_bp=-1),
+            "authority.supervisor.max_settlement_discount_bp",
+        ),
+        (
+            _with_hardship("authority.agent", max_waived_amount={"XYZ": 1}),
+            "authority.agent.max_waived_amount",
+        ),
+        (
+            _with_hardship("authority.agent", max_waived_amount={"CNY": -1}),
+            "authority.agent.max_waived_amount",
+        ),
+        # A supervisor allowed less than an agent in any figure, or in fewer currencies.
+        (_with_hardship("authority.agent", max_term_months=90), "authority.supervisor must allow"),
+        (_with_hardship("authority.agent", max_waived_share_bp=7000), "authority.supervisor must allow"),
+        (
+            _with_hardship("authority.agent", max_waived_amount={"JPY": 100}),
+            "authority.supervisor must allow",
+        ),
+        # An agent with authority and no supervisor to go to above it.
+        ({"hardship": {"authority": {"agent": {"max_term_months": 6}}}}, "authority.supervisor must allow"),
+        ({"hardship": {"authority": {"clerk": {}}}}, "hardship.authority.clerk"),
+        ({"hardship": {"authority": []}}, "hardship.authority"),
+        (_with_hardship("authority.agent", max_waiver=1), "hardship.authority.agent.max_waiver"),
+        (_with_hardship("priority", points_per_day=-1), "priority.points_per_day"),
+        (_with_hardship("priority", vulnerability_points=True), "priority.vulnerability_points"),
+        (_with_hardship("priority", points_per_band=10_001), "priority.points_per_band"),
+        (_with_hardship("priority.stage_points", late=5), "stage_points must not fall"),
+        (_with_hardship("priority.stage_points", mid=-1), "priority.stage_points.mid"),
+        ({"hardship": {"priority": {"stage_points": {"mid": 5}}}}, "no points for the current stage"),
+        ({"hardship": {"priority": {"stage_points": {"overdue": 5}}}}, "priority.stage_points.overdue"),
+        (_with_hardship("priority.balance_bands", CNY=[100, 100, 300]), "balance_bands.CNY must rise"),
+        (_with_hardship("priority.balance_bands", CNY=[0, 100, 300]), "balance_bands.CNY must start"),
+        (_with_hardship("priority.balance_bands", CNY=[100, 200]), "as many thresholds in every currency"),
+        (_with_hardship("priority.balance_bands", CNY=[]), "balance_bands.CNY must have from 1"),
+        (_with_hardship("priority.balance_bands", CNY=[1.5, 2, 3]), "balance_bands.CNY must be a list"),
+        (_with_hardship("priority.balance_bands", CNY="100"), "balance_bands.CNY must be a list"),
+        (_with_hardship("priority.balance_bands", XYZ=[1, 2, 3]), "unknown currency 'XYZ'"),
+        (
+            {"hardship": {"priority": {"balance_bands": {"CNY": list(range(1, 11))}}}},
+            "balance_bands.CNY must have from 1 to 9",
+        ),
+        ({"hardship": {"priority": {"weights": 1}}}, "hardship.priority.weights"),
+        ({"hardship": {"priority": 5}}, "hardship.priority"),
+        ({"hardship": {"counter_offer_valid_days": 0}}, "hardship.counter_offer_valid_days"),
+        ({"hardship": {"counter_offer_valid_days": 29}}, "hardship.counter_offer_valid_days"),
+    ],
+)
+def test_bad_authority_priority_or_counter_settings_refuse_the_policy(
+    data: dict[str, object], named: str
+) -> None:
+    with pytest.raises(DomainError) as raised:
+        Policy.from_dict(data)
+    assert raised.value.code == "policy_invalid"
+    assert named in str(raised.value)
+
+
+def test_roles_off_the_ladder_may_be_given_authority_and_roles_left_out_have_none() -> None:
+    data = _with_hardship("authority", admin={"max_waived_share_bp": 100})
+    policy = Policy.from_dict(data)
+    assert policy.hardship.authority[Role.ADMIN] == AuthorityLimit(max_waived_share_bp=100)
+    nobody = Policy.from_dict({"hardship": {"authority": {}}})
+    assert nobody.hardship.authority == {}
+
+
+def test_access_does_not_import_the_policy_so_the_policy_may_import_roles() -> None:
+    source = Path(__file__).resolve().parents[2] / "workflows" / "access.py"
+    imported = {
+        node.module
+        for node in ast.walk(ast.parse(source.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module
+    } | {
+        alias.name
+        for node in ast.walk(ast.parse(source.read_text()))
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    assert not {name for name in imported if name.startswith("workflows")}
