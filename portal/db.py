@@ -81,7 +81,15 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # IMMEDIATE: a transaction takes the write lock when it starts, so two requests that
+        # read a row and then change it queue behind each other (busy_timeout) instead of one
+        # failing with "database is locked" when it upgrades a read lock. SQLite has no row
+        # locks (SELECT … FOR UPDATE is ignored); this is what makes the version checks and
+        # one-decision-per-case hold on the embedded database. The price: transactions on the
+        # embedded default run one at a time, which suits the one-host demo; production runs
+        # on PostgreSQL, whose row locks let them run side by side. A connection opened with
+        # execution_options(read_only=True) (the readiness probe) begins without the lock.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
 
 
 @dataclass

@@ -46,7 +46,7 @@ def healthz() -> Any:
 def readyz() -> Any:
     """Readiness: the database answers and its schema is at the newest migration."""
     try:
-        with db.engine.connect() as conn:
+        with db.engine.connect().execution_options(read_only=True) as conn:
             conn.execute(text("SELECT 1"))
             current = MigrationContext.configure(conn).get_current_heads()
     except Exception:

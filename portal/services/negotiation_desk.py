@@ -680,7 +680,9 @@ def desk_staff(session: Session) -> list[StaffUser]:
     return list(
         session.scalars(
             select(StaffUser)
-            .where(StaffUser.is_active.is_(True), StaffUser.role.in_([Role.AGENT.value, Role.SUPERVISOR.value]))
+            .where(
+                StaffUser.is_active.is_(True), StaffUser.role.in_([Role.AGENT.value, Role.SUPERVISOR.value])
+            )
             .order_by(StaffUser.full_name)
         )
     )
