@@ -94,12 +94,30 @@ MESSAGES = {
     "reason_invalid": _l("Choose a reason."),
     "proposal_missing": _l("This case has no open proposal to approve."),
     "assignee_invalid": _l("Choose an active agent or supervisor."),
-    "counter_terms_invalid": _l("These terms do not work on this account: %(reason)s."),
     "offer_terms_invalid": _l("These terms do not work on this account: %(reason)s."),
 }
 
 
+# Why a counter-offer's terms do not fit the account (DomainError counter_terms_invalid's `problem`).
+COUNTER_PROBLEMS = {
+    "amount_negative": _l("an amount is negative"),
+    "count_out_of_range": _l("the number of payments is out of range"),
+    "holiday_out_of_range": _l("the months without payments are out of range"),
+    "plan_unknown": _l("choose instalments or a settlement"),
+    "rate_above_contract": _l("the rate is above the contract's"),
+    "rate_out_of_range": _l("the rate is out of range"),
+    "settlement_amount_on_plan": _l("a settlement amount belongs to a settlement only"),
+    "settlement_amount_out_of_range": _l("the settlement must be more than zero and less than the balance"),
+    "settlement_combined": _l("a settlement stands alone: no other waiver, holiday or rate"),
+    "too_little_to_repay": _l("too little is left to repay in every instalment"),
+    "waiver_above_balance": _l("more would be waived than is owed"),
+}
+
+
 def user_message(error: DomainError) -> str:
+    if error.code == "counter_terms_invalid":
+        detail = COUNTER_PROBLEMS.get(str(error.params.get("problem")))
+        return _("These terms do not work on this account: %(detail)s.", detail=detail or "")
     template = MESSAGES.get(error.code)
     if template is None:
         log.warning("no translated message for domain error %s", error.code)

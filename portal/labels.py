@@ -204,7 +204,7 @@ RELIEF_TYPES = {
     "interest_relief": _l("Interest relief"),
     "fee_waiver": _l("Fees waived"),
     "payment_holiday": _l("A break from payments"),
-    "settlement": _l("Settle for less in one payment"),
+    "settlement": _l("Settle for less than the balance"),
 }
 
 
@@ -246,7 +246,7 @@ def offer_title(offer: Any) -> str:
     for relief in sorted(terms["reliefs"], key=_TITLE_ORDER.index):
         if relief == "payment_holiday":
             months = terms["holiday_months"]
-            parts.append(ngettext("No payments for %(num)d month", "No payments for %(num)d months", months))
+            parts.append(ngettext("no payments for %(num)d month", "no payments for %(num)d months", months))
         elif relief == "interest_relief" and terms.get("interest_frozen_months"):
             months = terms["interest_frozen_months"]
             parts.append(ngettext("no interest for %(num)d month", "no interest for %(num)d months", months))

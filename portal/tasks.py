@@ -79,9 +79,23 @@ def verify_ledger_nightly() -> int:
 
 @huey.periodic_task(crontab(minute="5"))
 def expire_hardship_offers_hourly() -> int:
-    """Every hour: close the hardship cases whose offers have all expired, lifting their breathing space."""
+    """Every hour: close the hardship cases whose offers have all expired, lifting their
+    breathing space, and tell each borrower."""
     from portal.extensions import db
     from portal.services import hardship
 
     with _app_context(), db.session_scope() as session:
-        return hardship.expire_offers(session)
+        notices = hardship.expire_offers(session)
+    for notice in notices:
+        send_message(notice.to_dict())
+    return len(notices)
+
+
+@huey.periodic_task(crontab(hour="0", minute="20"))
+def refresh_queue_priorities_daily() -> int:
+    """Every night: days waiting grow, so the review queue's priorities are refreshed."""
+    from portal.extensions import db
+    from portal.services import negotiation_desk
+
+    with _app_context(), db.session_scope() as session:
+        return negotiation_desk.refresh_queue_priorities(session)

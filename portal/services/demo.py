@@ -15,13 +15,15 @@ from faker import Faker
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal.models import Account, Borrower, Creditor, StaffUser
-from portal.services import audit, ledger
+from portal.models import Account, Borrower, Creditor, HardshipCase, StaffUser
+from portal.services import audit, borrower_portal, hardship, ledger
 from portal.services import policy as policy_service
 from portal.services.audit import SYSTEM
 from portal.services.staff import hash_password
 from workflows.access import Role
+from workflows.affordability import BudgetCategory, Frequency
 from workflows.delinquency import days_past_due, stage_for
+from workflows.errors import DomainError
 from workflows.ledger import EntryKind, Posting, postings_for_allocation
 from workflows.money import Component, allocate, round_half_even
 from workflows.policy import Policy, Stage
@@ -94,7 +96,67 @@ def seed(session: Session, *, env: str, today: dt.date, borrowers: int = 300) ->
         session.commit()
     staff_created = _seed_staff(session)
     session.commit()
+    _seed_hardship_cases(session, creditor)
     return SeedResult(made_borrowers, made_accounts, staff_created)
+
+
+DEMO_CASES = 8
+"""Requests for help waiting in the negotiation queue, so the desk has work on a fresh demo."""
+
+
+def _seed_hardship_cases(session: Session, creditor: Creditor) -> None:
+    """A few borrowers (from the end of the list: the sign-in examples stay untouched) who filled
+    in the statement and sent their own proposal, through the same services as the portal."""
+    if session.scalar(select(HardshipCase.id).limit(1)) is not None:
+        return
+    candidates = session.scalars(
+        select(Account)
+        .where(Account.creditor_id == creditor.id, Account.stage.in_([Stage.MID.value, Stage.LATE.value]))
+        .order_by(Account.id.desc())
+        .limit(DEMO_CASES)
+    ).all()
+    incomes = (620_000, 480_000, 910_000, 350_000, 1_250_000, 540_000, 700_000, 430_000)
+    for n, account in enumerate(candidates):
+        borrower = account.borrower
+        case = hardship.start(session, borrower, account.id)
+        hardship.save_reason(
+            session,
+            borrower,
+            case.id,
+            reason=("job_loss", "illness", "income_drop", "bereavement")[n % 4],
+            description="Demo: my income fell this autumn and I cannot keep up the full payments.",
+        )
+        hardship.save_household(
+            session,
+            borrower,
+            case.id,
+            adults=1 + n % 2,
+            children=n % 3,
+            dependants=0,
+            employment_status=("unemployed", "employed", "self_employed", "unable_to_work")[n % 4],
+        )
+        today = borrower_portal.borrower_today(borrower)
+        scale = 1 if account.currency in ("CNY",) else 7  # USD/EUR incomes in smaller numbers
+        lines = {
+            "income": {BudgetCategory.EARNINGS: hardship.LineInput(incomes[n] // scale, Frequency.MONTHLY)},
+            "spending": {
+                BudgetCategory.HOUSING: hardship.LineInput(180_000 // scale, Frequency.MONTHLY),
+                BudgetCategory.FOOD_HOUSEKEEPING: hardship.LineInput(25_000 // scale, Frequency.WEEKLY),
+                BudgetCategory.UTILITIES: hardship.LineInput(30_000 // scale, Frequency.MONTHLY),
+            },
+            "debts": {},
+        }
+        for step, step_lines in lines.items():
+            hardship.save_budget(session, borrower, case.id, step, step_lines, today=today)
+        hardship.finish_evidence_step(session, borrower, case.id)
+        try:
+            hardship.submit(session, borrower, case.id, today=today)
+            monthly = max(account.total_balance // 36, 1)
+            hardship.propose(
+                session, borrower, case.id, monthly_amount=monthly, count=24 + 6 * (n % 3), today=today
+            )
+        except DomainError:
+            session.rollback()  # figures this borrower cannot send: the draft stays a draft
 
 
 def _profile(fake: Faker, rng: random.Random, language: str, n: int) -> dict[str, object]:

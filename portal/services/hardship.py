@@ -656,10 +656,11 @@ def withdraw(session: Session, borrower: Borrower, case_id: int) -> None:
     session.commit()
 
 
-def expire_offers(session: Session, today: dt.date | None = None) -> int:
-    """Close the cases whose offers have all passed their expiry (an hourly job); returns how many.
+def expire_offers(session: Session, today: dt.date | None = None) -> list[Message]:
+    """Close the cases whose offers have all passed their expiry (an hourly job), lifting their
+    breathing space; returns the notices owed to the borrowers told so (the job sends them).
     Without `today`, each case is judged by the date in its borrower's time zone."""
-    expired = 0
+    notices: list[Message] = []
     candidates = session.scalars(
         select(HardshipCase)
         .options(selectinload(HardshipCase.offers), selectinload(HardshipCase.borrower))
@@ -684,9 +685,16 @@ def expire_offers(session: Session, today: dt.date | None = None) -> int:
             if offer.status == "open":
                 offer.status, offer.decided_at = "expired", utcnow()
         lift_breathing_space(session, case, audit.SYSTEM)
-        expired += 1
+        with force_locale(case.borrower.language):
+            body = gettext(
+                "The offers on your request for help have expired. You can ask for help again at any time."
+            )
+        session.add(CaseMessage(hardship_case_id=case.id, direction="to_borrower", kind="expired", body=body))
+        notice = case_update_notice(case.borrower)
+        if notice is not None:
+            notices.append(notice)
     session.commit()
-    return expired
+    return notices
 
 
 # --- Review by the negotiation department ------------------------------------------------------

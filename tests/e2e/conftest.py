@@ -35,7 +35,7 @@ from portal import create_app
 from portal.config import ROOT
 from portal.extensions import db
 from portal.migrations import alembic_config
-from portal.models import Account, Borrower, OutboundMessage, StaffUser
+from portal.models import Account, Borrower, HardshipCase, OutboundMessage, StaffUser
 from portal.services import demo
 from portal.tasks import huey
 
@@ -179,6 +179,8 @@ def _demo_borrowers(session: Session) -> dict[str, tuple[DemoBorrower, ...]]:
         accounts = sorted((a for a in borrower.accounts if a.status == "open"), key=lambda a: (-a.dpd, a.id))
         if not (accounts and accounts[0].dpd > 0 and borrower.phone and borrower.date_of_birth):
             continue
+        if session.scalar(select(HardshipCase.id).where(HardshipCase.borrower_id == borrower.id).limit(1)):
+            continue  # the demo's own requests for help: the journeys start from a clean dashboard
         references = {a.external_reference for a in accounts}
         found.setdefault(borrower.language, []).append(
             DemoBorrower(
