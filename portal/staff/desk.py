@@ -224,6 +224,25 @@ def _counter_preview(case_row: HardshipCase, policy: Any) -> tuple[Any, list[str
     }, []
 
 
+@bp.get("/cases/<int:case_id>/counter-preview")
+@requires(Permission.WORK_CASES)
+def case_counter_preview(case_id: int) -> Any:
+    """The preview alone, for the editor's script to refresh as the agent types."""
+    case_row = _case_or_404(case_id)
+    policy = policy_service.current(db.session, desk.desk_today())
+    preview, preview_errors = _counter_preview(case_row, policy)
+    return render_template(
+        "staff/_counter_preview.html",
+        case=case_row,
+        account=case_row.account,
+        currency=case_row.account.currency,
+        preview=preview,
+        preview_errors=preview_errors,
+        counter_values=_counter_values(case_row),
+        form=FlaskForm(),
+    )
+
+
 # --- Decisions ------------------------------------------------------------------------------------
 
 

@@ -106,8 +106,10 @@ def test_an_agent_counters_and_the_borrower_accepts_on_a_phone(
     page.get_by_text("Make a counter-offer").click()
     page.fill("#c-count", "18")
     page.fill("#c-holiday", "1")
-    page.get_by_role("button", name="Preview").click()
-    expect(page.get_by_text("Within your authority.").last).to_be_visible()
+    # The preview follows the typing (no click): the schedule's length is the count typed.
+    preview = page.locator("#counter-preview")
+    expect(preview.locator("table.schedule tbody tr")).to_have_count(18)
+    expect(preview.get_by_text("Within your authority.")).to_be_visible()
     assert_accessible(page, "desk-3-counter-preview")
     page.fill("#counter-note", "Eighteen months after a month's pause fits the statement.")
     page.get_by_role("button", name="Send this counter-offer").click()
