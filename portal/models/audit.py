@@ -18,6 +18,8 @@ class AuditEvent(Base):
     __table_args__ = (
         one_of("actor_type", ACTOR_TYPES, "actor_type"),
         Index("ix_audit_event_object", "object_type", "object_id"),
+        # Decisions per staff member over a period (the supervisor's view).
+        Index("ix_audit_event_action_occurred", "action", "occurred_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

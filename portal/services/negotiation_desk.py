@@ -458,13 +458,26 @@ def _pending_offer(case_row: HardshipCase) -> Offer:
 # --- Decisions ------------------------------------------------------------------------------------
 
 
+def _only_from(case_row: HardshipCase, state: CaseState | None) -> None:
+    if state is not None and case_row.state != state.value:
+        raise DomainError("transition_not_allowed", "This cannot be done at this stage of the case.")
+
+
 def approve(
-    session: Session, staff: StaffUser, case_id: int, *, version: int | None, note: str | None
+    session: Session,
+    staff: StaffUser,
+    case_id: int,
+    *,
+    version: int | None,
+    note: str | None,
+    only_from: CaseState | None = None,
 ) -> Outcome:
     """Approve the borrower's proposal: final within the approver's authority, otherwise it waits
-    for a supervisor; a second approval must come from someone else with the authority."""
+    for a supervisor; a second approval must come from someone else with the authority.
+    `only_from` refuses the decision unless the case is in that state (bulk second approvals)."""
     text = _require_note(note)
     case_row = _locked(session, case_id, version)
+    _only_from(case_row, only_from)
     today = desk_today()
     policy = policy_service.current(session, today)
     offer_row = _pending_offer(case_row)
@@ -554,6 +567,7 @@ def reject(
     reason: str,
     message: str,
     note: str | None,
+    only_from: CaseState | None = None,
 ) -> Outcome:
     if reason not in DECISION_REASONS:
         raise DomainError("reason_invalid", "Choose a reason.")
@@ -562,6 +576,7 @@ def reject(
         raise DomainError("message_required", "Write what you need from the borrower.")
     text = _require_note(note)
     case_row = _locked(session, case_id, version)
+    _only_from(case_row, only_from)
     _move(session, case_row, CaseAction.REJECT, staff, note=text, extra={"reason": reason})
     now = utcnow()
     case_row.decided_by_id, case_row.decided_at, case_row.decision_reason = staff.id, now, reason

@@ -50,14 +50,17 @@ def supervisor() -> Any:
     )
 
 
-def _case_ids() -> list[int]:
-    """The checked cases, in the order given, once each; anything not a plain number is dropped
-    (and so decided on nothing)."""
+def _case_ids() -> tuple[list[int], list[str]]:
+    """The checked cases, in the order given, once each; and whatever was sent that is not a case
+    id at all (refused as unknown)."""
     seen: dict[int, None] = {}
+    malformed: dict[str, None] = {}
     for text in request.form.getlist("case_id"):
         if text.isdigit() and len(text) <= 18:
             seen.setdefault(int(text), None)
-    return list(seen)
+        else:
+            malformed.setdefault(text[:20], None)
+    return list(seen), list(malformed)
 
 
 def _decide_one(case_id: int, action: str, checked: dict[int, tuple[str, int]]) -> DomainError | None:
@@ -65,15 +68,20 @@ def _decide_one(case_id: int, action: str, checked: dict[int, tuple[str, int]]) 
     found = checked.get(case_id)
     if found is None:
         return DomainError("case_unknown", "This request was not found.")
-    state, version = found
-    if state != CaseState.AWAITING_SECOND_APPROVAL.value:
-        return DomainError("transition_not_allowed", "This case is not awaiting a second approval.")
+    _state, version = found
     if request.form.get(f"version_{case_id}", type=int) != version:
         return DomainError("case_changed", "This case changed while you were looking at it. Reload it.")
     note = request.form.get("note")
     try:
         if action == "approve":
-            outcome = desk.approve(db.session, current_user, case_id, version=version, note=note)
+            outcome = desk.approve(
+                db.session,
+                current_user,
+                case_id,
+                version=version,
+                note=note,
+                only_from=CaseState.AWAITING_SECOND_APPROVAL,
+            )
         else:
             outcome = desk.reject(
                 db.session,
@@ -83,6 +91,7 @@ def _decide_one(case_id: int, action: str, checked: dict[int, tuple[str, int]]) 
                 reason=request.form.get("reason", ""),
                 message=request.form.get("message", ""),
                 note=note,
+                only_from=CaseState.AWAITING_SECOND_APPROVAL,
             )
     except DomainError as exc:
         db.session.rollback()
@@ -103,11 +112,11 @@ def second_approvals() -> Any:
     action = request.form.get("action")
     if action not in ("approve", "reject"):
         abort(400)
-    case_ids = _case_ids()
-    if not case_ids:
+    case_ids, malformed = _case_ids()
+    if not case_ids and not malformed:
         flash(_("Choose at least one case."), "error")
         return redirect(url_for("staff.supervisor"))
-    if len(case_ids) > BULK_LIMIT:
+    if len(case_ids) + len(malformed) > BULK_LIMIT:
         flash(_("Choose at most %(num)d cases at once.", num=BULK_LIMIT), "error")
         return redirect(url_for("staff.supervisor"))
     # Only cases awaiting a second approval, at the version the supervisor saw: the desk's own
@@ -115,20 +124,23 @@ def second_approvals() -> Any:
     checked = desk_stats.case_versions(db.session, case_ids)
     db.session.rollback()
     decided = 0
-    refused: dict[str, list[int]] = {}
+    refused: dict[str, list[str]] = {}
+    if malformed:
+        unknown = user_message(DomainError("case_unknown", "This request was not found."))
+        refused[unknown] = [f"#{text}" for text in malformed]
     for case_id in case_ids:
         error = _decide_one(case_id, action, checked)
         if error is None:
             decided += 1
         else:
-            refused.setdefault(user_message(error), []).append(case_id)
+            refused.setdefault(user_message(error), []).append(f"#{case_id}")
     if decided:
         flash(ngettext("%(num)d case was decided.", "%(num)d cases were decided.", decided), "success")
     for reason, ids in refused.items():
         flash(
             _(
                 "Not decided: %(cases)s. %(reason)s",
-                cases=", ".join(f"#{case_id}" for case_id in ids),
+                cases=", ".join(ids),
                 reason=reason,
             ),
             "error",

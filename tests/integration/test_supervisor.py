@@ -63,11 +63,18 @@ def _fresh(session: Session, case_id: int) -> HardshipCase:
 
 
 def _events(session: Session, case_id: int) -> int:
-    return session.scalar(
-        select(func.count())
-        .select_from(AuditEvent)
-        .where(AuditEvent.object_type == "hardship_case", AuditEvent.object_id == str(case_id))
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.object_type == "hardship_case", AuditEvent.object_id == str(case_id))
+        )
+        or 0
     )
+
+
+def _sent(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(OutboundMessage)) or 0)
 
 
 def _bulk(client: FlaskClient, cases: list[HardshipCase], **form: object):  # type: ignore[no-untyped-def]
@@ -230,7 +237,7 @@ def test_a_supervisor_approves_two_awaiting_cases_at_once(
 ) -> None:  # type: ignore[no-untyped-def]
     agent, supervisor = staff_of(Role.AGENT), staff_of(Role.SUPERVISOR)
     cases = [_awaiting(session, agent), _awaiting(session, agent)]
-    sent_before = session.scalar(select(func.count()).select_from(OutboundMessage))
+    sent_before = _sent(session)
     sign_in(client, supervisor)
 
     page = _bulk(client, cases, action="approve", note="Both well evidenced.").get_data(as_text=True)
@@ -241,7 +248,7 @@ def test_a_supervisor_approves_two_awaiting_cases_at_once(
         assert fresh.state == CaseState.APPROVED.value
         assert fresh.decided_by_id == supervisor.id
     # Each borrower is told there is news, once the decision is committed.
-    assert session.scalar(select(func.count()).select_from(OutboundMessage)) - sent_before == 2
+    assert _sent(session) - sent_before == 2
 
 
 def test_a_supervisor_rejects_awaiting_cases_with_a_reason_and_a_message(
@@ -314,7 +321,7 @@ def test_forged_unknown_stale_or_not_awaiting_ids_are_refused_and_change_nothing
     ).get_data(as_text=True)
 
     assert "were decided" not in page and "was decided" not in page
-    assert "Not decided: #999999999. This request was not found." in page
+    assert "Not decided: #abc, #999999999. This request was not found." in page
     assert f"Not decided: #{claimed.id}. This cannot be done at this stage" in page
     assert f"Not decided: #{stale.id}. This case changed while you were looking at it." in page
     assert _fresh(session, claimed.id).state == CaseState.CLAIMED.value
