@@ -28,6 +28,9 @@ class CaseState(StrEnum):
     COUNTERED = "countered"
     AWAITING_BORROWER = "awaiting_borrower"
     APPROVED = "approved"
+    AWAITING_SIGNATURE = "awaiting_signature"
+    ACTIVE = "active"
+    """Signed: the plan is in force (the plan itself then runs to completed or broken)."""
     REJECTED = "rejected"
     WITHDRAWN = "withdrawn"
     EXPIRED = "expired"
@@ -48,6 +51,8 @@ class CaseAction(StrEnum):
     REJECT = "reject"
     WITHDRAW = "withdraw"
     EXPIRE = "expire"
+    PREPARE_AGREEMENT = "prepare_agreement"
+    SIGN = "sign"
 
 
 class ActorKind(StrEnum):
@@ -76,12 +81,15 @@ OPEN_STATES: frozenset[CaseState] = frozenset(
         CaseState.AWAITING_SECOND_APPROVAL,
         CaseState.COUNTERED,
         CaseState.AWAITING_BORROWER,
+        CaseState.APPROVED,
+        CaseState.AWAITING_SIGNATURE,
     }
 )
-"""States in which the case is still being decided; the borrower may withdraw from any of them."""
+"""States in which the case is not settled yet; the borrower may withdraw from any of them
+(an approved offer is not binding until the agreement is signed)."""
 
 CLOSED_STATES: frozenset[CaseState] = frozenset(CaseState) - OPEN_STATES
-"""Final for this case. Approved is final here: the agreement and the plan take over from it."""
+"""Final for this case. Active is final here: the signed plan takes over from it."""
 
 _STAFF = frozenset({ActorKind.AGENT, ActorKind.SUPERVISOR})
 _SUPERVISOR = frozenset({ActorKind.SUPERVISOR})
@@ -118,6 +126,10 @@ _MOVES: Mapping[tuple[CaseState, CaseAction], _Move] = MappingProxyType(
         (CaseState.COUNTERED, CaseAction.DECLINE): _Move(CaseState.IN_REVIEW, _BORROWER),
         (CaseState.COUNTERED, CaseAction.EXPIRE): _Move(CaseState.EXPIRED, _SYSTEM),
         (CaseState.AWAITING_BORROWER, CaseAction.RESPOND): _Move(CaseState.IN_REVIEW, _BORROWER),
+        # The agreement: generated from the approved offer, then signed (or left to expire).
+        (CaseState.APPROVED, CaseAction.PREPARE_AGREEMENT): _Move(CaseState.AWAITING_SIGNATURE, _SYSTEM),
+        (CaseState.AWAITING_SIGNATURE, CaseAction.SIGN): _Move(CaseState.ACTIVE, _BORROWER),
+        (CaseState.AWAITING_SIGNATURE, CaseAction.EXPIRE): _Move(CaseState.EXPIRED, _SYSTEM),
         **{
             (state, CaseAction.WITHDRAW): _Move(CaseState.WITHDRAWN, _BORROWER)
             for state in sorted(OPEN_STATES)
@@ -137,8 +149,8 @@ class CaseFacts:
     """Who approved first, for a case awaiting a second approval."""
     within_authority: bool | None = None
     """Whether the approving staff member's authority covers the concession."""
-    offer_expires_on: date | None = None
-    """The expiry of the offer being accepted or left to expire."""
+    expires_on: date | None = None
+    """The last day the offer (or the agreement) being accepted, signed or left to expire is open."""
     today: date | None = None
 
 
@@ -176,20 +188,22 @@ def _check_staff_move(
 
 
 def _check_expiry(action: CaseAction, facts: CaseFacts) -> None:
-    if action not in (CaseAction.ACCEPT, CaseAction.EXPIRE):
+    if action not in (CaseAction.ACCEPT, CaseAction.EXPIRE, CaseAction.SIGN):
         return
-    if facts.offer_expires_on is None or facts.today is None:
+    if facts.expires_on is None or facts.today is None:
         raise _refuse("offer_expiry_unknown", "The offer's expiry must be known.")
-    expired = facts.today > facts.offer_expires_on
+    expired = facts.today > facts.expires_on
     if action == CaseAction.ACCEPT and expired:
+        raise _refuse("offer_expired", "This offer expired on {expires_on}.", expires_on=facts.expires_on)
+    if action == CaseAction.SIGN and expired:
         raise _refuse(
-            "offer_expired", "This offer expired on {expires_on}.", expires_on=facts.offer_expires_on
+            "agreement_expired", "This agreement expired on {expires_on}.", expires_on=facts.expires_on
         )
     if action == CaseAction.EXPIRE and not expired:
         raise _refuse(
             "offer_not_expired",
             "This offer is still open until {expires_on}.",
-            expires_on=facts.offer_expires_on,
+            expires_on=facts.expires_on,
         )
 
 

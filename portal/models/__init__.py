@@ -1,6 +1,7 @@
 """SQLAlchemy models, grouped by area. Importing this package registers every table."""
 
 from portal.models.accounts import Account, LedgerEntry
+from portal.models.agreements import Agreement, AgreementEvent, Plan, PlanInstalment
 from portal.models.audit import AuditEvent
 from portal.models.hardship import (
     AccountPause,
@@ -20,6 +21,8 @@ from portal.models.staff import StaffUser
 __all__ = [
     "Account",
     "AccountPause",
+    "Agreement",
+    "AgreementEvent",
     "AuditEvent",
     "Borrower",
     "BudgetLine",
@@ -30,6 +33,8 @@ __all__ = [
     "HardshipCase",
     "LedgerEntry",
     "Offer",
+    "Plan",
+    "PlanInstalment",
     "OutboundMessage",
     "PolicyVersion",
     "SigninAttempt",

@@ -18,12 +18,15 @@ class SigninAttempt(Base):
     empty), so both answers do the same work and look the same."""
 
     __tablename__ = "signin_attempt"
+    __table_args__ = (one_of("purpose", ("signin", "step_up"), "purpose"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     # SHA-256 of the random token kept in the browser's session: the attempt is bound to it.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     borrower_id: Mapped[int | None] = mapped_column(ForeignKey("borrower.id"), index=True)
     ip: Mapped[str | None] = mapped_column(String(64))
+    purpose: Mapped[str] = mapped_column(String(16), default="signin", server_default="signin")
+    """"signin", or "step_up": a fresh code for a signed-in borrower about to sign."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[dt.datetime | None]
 

@@ -45,6 +45,9 @@ EXPECTED: dict[tuple[CaseState, CaseAction, ActorKind], CaseState] = {
     (S.COUNTERED, A.DECLINE, K.BORROWER): S.IN_REVIEW,
     (S.COUNTERED, A.EXPIRE, K.SYSTEM): S.EXPIRED,
     (S.AWAITING_BORROWER, A.RESPOND, K.BORROWER): S.IN_REVIEW,
+    (S.APPROVED, A.PREPARE_AGREEMENT, K.SYSTEM): S.AWAITING_SIGNATURE,
+    (S.AWAITING_SIGNATURE, A.SIGN, K.BORROWER): S.ACTIVE,
+    (S.AWAITING_SIGNATURE, A.EXPIRE, K.SYSTEM): S.EXPIRED,
     **{(state, A.WITHDRAW, K.BORROWER): S.WITHDRAWN for state in OPEN_STATES},
 }
 
@@ -62,7 +65,7 @@ def facts_for(state: CaseState, action: CaseAction) -> CaseFacts:
         first_approver=OTHER_STAFF_ID,
         within_authority=True,
         # An offer that has not expired can be accepted; one that has can be left to expire.
-        offer_expires_on=TODAY if action == A.ACCEPT else date(2026, 11, 29),
+        expires_on=TODAY if action in (A.ACCEPT, A.SIGN) else date(2026, 11, 29),
         today=TODAY,
     )
 
@@ -100,7 +103,7 @@ def test_allowed_actions_lists_exactly_the_table() -> None:
 def test_open_and_closed_states_partition_all_states() -> None:
     assert set(CaseState) == OPEN_STATES | CLOSED_STATES
     assert not OPEN_STATES & CLOSED_STATES
-    assert {S.APPROVED, S.REJECTED, S.WITHDRAWN, S.EXPIRED} == CLOSED_STATES
+    assert {S.ACTIVE, S.REJECTED, S.WITHDRAWN, S.EXPIRED} == CLOSED_STATES
 
 
 def test_approval_above_authority_waits_for_a_second_approval() -> None:
@@ -160,18 +163,18 @@ def test_second_approval_above_the_supervisors_authority_is_refused() -> None:
 @pytest.mark.parametrize("state", [S.OFFERED, S.COUNTERED])
 def test_an_expired_offer_cannot_be_accepted(state: CaseState) -> None:
     borrower = CaseActor(K.BORROWER, BORROWER_ID)
-    expired = CaseFacts(offer_expires_on=date(2026, 11, 29), today=TODAY)
+    expired = CaseFacts(expires_on=date(2026, 11, 29), today=TODAY)
     with pytest.raises(DomainError) as refused:
         transition(state, A.ACCEPT, borrower, expired)
     assert refused.value.code == "offer_expired"
     # The expiry date itself is the last day it can be accepted.
-    last_day = CaseFacts(offer_expires_on=TODAY, today=TODAY)
+    last_day = CaseFacts(expires_on=TODAY, today=TODAY)
     assert transition(state, A.ACCEPT, borrower, last_day).after == S.APPROVED
 
 
-def test_an_offer_expires_only_after_its_expiry_date() -> None:
+def test_an_expires_only_after_its_expiry_date() -> None:
     with pytest.raises(DomainError) as refused:
-        transition(S.OFFERED, A.EXPIRE, CaseActor(K.SYSTEM), CaseFacts(offer_expires_on=TODAY, today=TODAY))
+        transition(S.OFFERED, A.EXPIRE, CaseActor(K.SYSTEM), CaseFacts(expires_on=TODAY, today=TODAY))
     assert refused.value.code == "offer_not_expired"
 
 
@@ -187,3 +190,12 @@ def test_resubmitting_a_submitted_case_is_refused() -> None:
         with pytest.raises(DomainError) as refused:
             transition(state, A.SUBMIT, borrower)
         assert refused.value.code == "transition_not_allowed"
+
+
+def test_an_expired_agreement_cannot_be_signed() -> None:
+    borrower = CaseActor(K.BORROWER, BORROWER_ID)
+    with pytest.raises(DomainError) as refused:
+        transition(
+            S.AWAITING_SIGNATURE, A.SIGN, borrower, CaseFacts(expires_on=date(2026, 11, 29), today=TODAY)
+        )
+    assert refused.value.code == "agreement_expired"
