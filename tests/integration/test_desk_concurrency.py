@@ -58,6 +58,7 @@ def _client_for(app: Flask, staff_id: int):  # type: ignore[no-untyped-def]
     with app.app_context(), db.session_scope() as session:
         staff = session.get(StaffUser, staff_id)
         client = app.test_client()
+        client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"  # the refusals are read in English below
         with client.session_transaction() as sess:
             sess["_user_id"] = staff.get_id()  # type: ignore[union-attr]
             sess["_fresh"] = True
