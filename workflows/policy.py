@@ -577,6 +577,10 @@ class HardshipPolicy:
     """How the review queue is ordered and banded by balance."""
     counter_offer_valid_days: int = 14
     """An agent's counter-offer can be accepted for this many days (at most 28, like an offer)."""
+    agreement_valid_days: int = 14
+    """An agreement not signed within this many days of being ready expires, and its offer too."""
+    plan_grace_days: int = 10
+    """A plan instalment is missed this many days after its due date (then the plan is broken)."""
 
     def __post_init__(self) -> None:
         # Freeze every table, and read stored keys as the enums they name.
@@ -618,6 +622,8 @@ class HardshipPolicy:
         )
         problems += _range_problem("hardship.offer_valid_days", self.offer_valid_days, 1, 28)
         problems += _range_problem("hardship.counter_offer_valid_days", self.counter_offer_valid_days, 1, 28)
+        problems += _range_problem("hardship.agreement_valid_days", self.agreement_valid_days, 1, 60)
+        problems += _range_problem("hardship.plan_grace_days", self.plan_grace_days, 0, 30)
         problems += _range_problem("hardship.review_sla_days", self.review_sla_days, 1, 60)
         problems += _range_problem("hardship.breathing_space_days", self.breathing_space_days, 0, 90)
         for name in ("breathing_space_stops_fees", "breathing_space_pauses_contact"):

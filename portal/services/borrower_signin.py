@@ -117,7 +117,7 @@ def _recent_code_times(session: Session, borrower_id: int) -> list[dt.datetime]:
     )
 
 
-def _attempt(session: Session, token: str | None, key: bytes) -> SigninAttempt:
+def _attempt(session: Session, token: str | None, key: bytes, purpose: str = "signin") -> SigninAttempt:
     attempt = (
         session.scalar(select(SigninAttempt).where(SigninAttempt.token_hash == rules.digest(key, token)))
         if token
@@ -125,6 +125,7 @@ def _attempt(session: Session, token: str | None, key: bytes) -> SigninAttempt:
     )
     if (
         attempt is None
+        or attempt.purpose != purpose
         or attempt.completed_at is not None
         or utcnow() - attempt.created_at > dt.timedelta(hours=1)
     ):
@@ -171,6 +172,67 @@ def _invalidate_codes(session: Session, attempt: SigninAttempt) -> None:
 def verify(session: Session, *, token: str | None, typed: str, key: bytes) -> Borrower:
     """Step 2: the newest code of this attempt, if it matches, signs the borrower in (once)."""
     attempt = _attempt(session, token, key)
+    code = _accept_code(session, attempt, token, typed, key)
+    borrower = session.get(Borrower, attempt.borrower_id)
+    assert borrower is not None
+    audit.record(
+        session,
+        Actor("borrower", borrower.id),
+        "borrower.signed_in",
+        "borrower",
+        borrower.id,
+        after={"channel": code.channel},
+    )
+    session.commit()
+    return borrower
+
+
+def step_up_start(session: Session, borrower: Borrower, *, key: bytes) -> tuple[str, Message]:
+    """A fresh code for a signed-in borrower about to sign (step-up), to the phone or e-mail on
+    file, under the same rules as sign-in codes (hashed, 10 minutes, single use, 5 tries, at most
+    three in 15 minutes). Returns the attempt's token (kept in the session) and the message."""
+    if not (borrower.phone or borrower.email):
+        raise DomainError("no_contact", "We hold no phone number or e-mail address to send a code to.")
+    wait = rules.resend_wait(_recent_code_times(session, borrower.id), utcnow())
+    if wait is not None:
+        raise DomainError(
+            "resend_wait",
+            "Please wait {minutes} minutes before asking for another code.",
+            minutes=max(1, -(-int(wait.total_seconds()) // 60)),
+        )
+    token = rules.new_attempt_token()
+    attempt = SigninAttempt(token_hash=rules.digest(key, token), borrower_id=borrower.id, purpose="step_up")
+    session.add(attempt)
+    session.flush()
+    message = _issue_code(session, attempt, borrower, token, key)
+    assert message is not None
+    session.commit()
+    return token, message
+
+
+def step_up_verify(
+    session: Session, borrower: Borrower, *, token: str | None, typed: str, key: bytes
+) -> SigninCode:
+    """The step-up code typed by the signed-in borrower: the code (its channel and time), once."""
+    attempt = _attempt(session, token, key, purpose="step_up")
+    if attempt.borrower_id != borrower.id:
+        raise DomainError("signin_expired", "Please start again.")
+    code = _accept_code(session, attempt, token, typed, key)
+    audit.record(
+        session,
+        Actor("borrower", borrower.id),
+        "borrower.step_up_verified",
+        "borrower",
+        borrower.id,
+        after={"channel": code.channel},
+    )
+    return code
+
+
+def _accept_code(
+    session: Session, attempt: SigninAttempt, token: str | None, typed: str, key: bytes
+) -> SigninCode:
+    """The newest code of the attempt, checked and used up; a wrong one counts a try (committed)."""
     assert token is not None
     code = session.scalar(
         select(SigninCode).where(SigninCode.attempt_id == attempt.id).order_by(SigninCode.id.desc()).limit(1)
@@ -199,20 +261,9 @@ def verify(session: Session, *, token: str | None, typed: str, key: bytes) -> Bo
         raise DomainError(result.value, "That code is not right. Check it and try again.")
     if result is not rules.CodeCheck.ACCEPTED:
         raise DomainError(result.value, "This code can no longer be used. Ask for a new code.")
-    borrower = session.get(Borrower, attempt.borrower_id)
-    assert borrower is not None
     code.used_at = now
     attempt.completed_at = now
-    audit.record(
-        session,
-        Actor("borrower", borrower.id),
-        "borrower.signed_in",
-        "borrower",
-        borrower.id,
-        after={"channel": code.channel},
-    )
-    session.commit()
-    return borrower
+    return code
 
 
 def sign_out_everywhere(session: Session, borrower: Borrower) -> None:

@@ -593,7 +593,7 @@ def accept(
         CaseAction.ACCEPT,
         _case_actor(borrower),
         who,
-        facts=CaseFacts(offer_expires_on=offer.expires_on, today=today),
+        facts=CaseFacts(expires_on=offer.expires_on, today=today),
     )
     now = utcnow()
     for other in case.offers:
@@ -679,7 +679,7 @@ def expire_offers(session: Session, today: dt.date | None = None) -> list[Messag
             CaseAction.EXPIRE,
             CaseActor(ActorKind.SYSTEM),
             audit.SYSTEM,
-            facts=CaseFacts(offer_expires_on=deadline, today=day),
+            facts=CaseFacts(expires_on=deadline, today=day),
         )
         for offer in case.offers:
             if offer.status == "open":
