@@ -71,6 +71,12 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "HUEY_SQLITE_PATH": _env("HUEY_SQLITE_PATH", str(instance / "huey.db")),
         # Evidence files (local storage): outside static/, never served directly.
         "EVIDENCE_DIR": _env("EVIDENCE_DIR", str(instance / "evidence")),
+        "DOCUMENT_DIR": _env("DOCUMENT_DIR", str(instance / "documents")),
+        # The organisation's seal on signed agreements: a PKCS#12 in production; in development a
+        # key and self-signed certificate are generated once under instance/seal/.
+        "SEAL_PKCS12_PATH": _env("SEAL_PKCS12_PATH"),
+        "SEAL_PKCS12_PASSWORD": _env("SEAL_PKCS12_PASSWORD"),
+        "SEAL_TSA_URL": _env("SEAL_TSA_URL"),
         # Sessions live in a signed cookie, so any number of web hosts can serve.
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

@@ -61,6 +61,15 @@ def _translations() -> Any:
     return translations
 
 
+def utc_and_local(moment: dt.datetime | None, zone: Any) -> str:
+    """A moment in UTC and in the given time zone: "2026-11-30 09:30:05 UTC (17:30:05 Asia/Shanghai)"."""
+    if moment is None:
+        return "—"
+    utc = moment.astimezone(dt.UTC)
+    local = moment.astimezone(zone)
+    return f"{utc:%Y-%m-%d %H:%M:%S} UTC ({local:%Y-%m-%d %H:%M:%S} {zone})"
+
+
 def html_lang() -> str:
     return "zh-Hans" if _locale_name().startswith("zh") else "en"
 
@@ -69,6 +78,8 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters.update(
         money=money,
         date=date,
+        isodate=lambda text: date(dt.date.fromisoformat(text)) if text else "—",
+        utc_and_local=utc_and_local,
         datetime=lambda d, fmt="medium": format_datetime(d, fmt) if d else "—",
         mask_phone=lambda v: access.mask_phone(v or ""),
         mask_email=lambda v: access.mask_email(v or ""),

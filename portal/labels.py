@@ -329,6 +329,18 @@ def bp_percent(bp: int) -> str:
     return format_percent(Decimal(bp).scaleb(-4), format="#,##0.##%", locale=get_locale())
 
 
+AGREEMENT_EVENTS = {
+    "created": _l("Agreement prepared"),
+    "rendered": _l("Document generated"),
+    "viewed": _l("Read by the signer"),
+    "consented": _l("Consent to electronic records"),
+    "code_sent": _l("Signing code sent"),
+    "code_verified": _l("Signing code confirmed"),
+    "signed": _l("Signed"),
+    "sealed": _l("Sealed"),
+    "voided": _l("Voided"),
+    "expired": _l("Expired"),
+}
 SLA_STATUSES = {
     "on_time": _l("On time"),
     "due_today": _l("Due today"),
@@ -392,6 +404,7 @@ def init_app(app: Flask) -> None:
         Permission=Permission,
         stage_label=stage_label,
         sla_label=sla_label,
+        event_label=lambda c: _lookup(AGREEMENT_EVENTS, c),
         staff_case_state_label=lambda c: _lookup(STAFF_CASE_STATES, c),
         decision_reason_label=lambda c: _lookup(DECISION_REASON_LABELS, c),
         offer_origin_label=lambda c: _lookup(OFFER_ORIGINS, c),

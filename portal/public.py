@@ -7,15 +7,31 @@ from urllib.parse import urlsplit
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import gettext as _
 from flask_login import current_user
+from flask_wtf import FlaskForm
 from sqlalchemy import text
 
-from portal.extensions import db
+from portal.extensions import db, limiter
+from portal.integrations.seal import seal_key_from_config
 from portal.migrations import alembic_config
 from portal.models import Borrower
+from portal.services import agreements
 
 bp = Blueprint("public", __name__)
+MAX_VERIFY_BYTES = 20 * 1024 * 1024
 
 
 @bp.get("/")
@@ -34,6 +50,36 @@ def language() -> Any:
     if not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
         target = url_for("public.index")
     return redirect(target)
+
+
+@bp.route("/verify", methods=["GET", "POST"])
+@limiter.limit("30 per hour", methods=["POST"])
+def verify() -> Any:
+    """Anyone may check whether a PDF is a genuine, unaltered signed Accord agreement. The answer
+    says that and the day it was signed, nothing else."""
+    form = FlaskForm()
+    verdict = None
+    status = 200
+    if request.method == "POST":
+        upload = request.files.get("file")
+        if not form.validate_on_submit():
+            abort(400)
+        if upload is None or not upload.filename:
+            flash(_("Choose a PDF file to check."), "error")
+            status = 422
+        else:
+            data = upload.read(MAX_VERIFY_BYTES + 1)
+            if len(data) > MAX_VERIFY_BYTES:
+                flash(
+                    _("The file is larger than %(limit_mb)s MB.", limit_mb=MAX_VERIFY_BYTES // 1024 // 1024),
+                    "error",
+                )
+                status = 422
+            else:
+                verdict = agreements.verify_document(
+                    db.session, data, seal_key_from_config(current_app.config)
+                )
+    return render_template("public/verify.html", form=form, verdict=verdict), status
 
 
 @bp.get("/healthz")

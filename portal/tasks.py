@@ -99,3 +99,23 @@ def refresh_queue_priorities_daily() -> int:
 
     with _app_context(), db.session_scope() as session:
         return negotiation_desk.refresh_queue_priorities(session)
+
+
+@huey.task(retries=2, retry_delay=10)
+def render_agreement(agreement_id: int) -> None:
+    """Render an agreement's PDF (WeasyPrint) away from the request; the page polls for it."""
+    from portal.extensions import db
+    from portal.integrations.storage import document_storage_from_config
+    from portal.services import agreements
+
+    with _app_context() as app, db.session_scope() as session:
+        agreements.render(session, agreement_id, document_storage_from_config(app.config))
+
+
+@huey.periodic_task(crontab(minute="15"))
+def expire_unsigned_agreements_hourly() -> int:
+    from portal.extensions import db
+    from portal.services import agreements
+
+    with _app_context(), db.session_scope() as session:
+        return agreements.expire_unsigned(session)

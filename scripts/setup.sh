@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 purpose="${1:-run}"
-packages=(fonts-noto-cjk libharfbuzz-subset0)
+# WeasyPrint (PDFs) loads Pango, Pango's FreeType/fontconfig backend and HarfBuzz's subsetter.
+packages=(fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0)
 case "$purpose" in
   run) ;;
   test) packages+=(chromium poppler-utils) ;;

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from portal import create_app
+from portal import create_app, tasks
 from portal.extensions import db
 from portal.migrations import alembic_config
 from portal.models import Borrower, StaffUser
@@ -86,7 +86,12 @@ def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "TESTING": True,
         }
     )
+    # Jobs Huey runs inline from a service called straight from a test (no request, so no app
+    # context) run in this app, not in one built from the environment.
+    original_app = tasks._app
+    tasks._app = lambda: application  # type: ignore[assignment]
     yield application
+    tasks._app = original_app
     db.bound(application).engine.dispose()
 
 

@@ -173,4 +173,5 @@ def statement_print(account_id: int) -> Any:
     return render_template("borrower/statement_print.html", view=view)
 
 
+from portal.borrower import agreements as _agreements  # noqa: E402, F401  (registers the agreement routes on bp)
 from portal.borrower import hardship as _hardship  # noqa: E402, F401  (registers the hardship routes on bp)

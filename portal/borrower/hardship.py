@@ -25,6 +25,7 @@ from portal.errors import user_message
 from portal.extensions import db
 from portal.integrations.storage import storage_from_config
 from portal.models import HardshipCase
+from portal.services import agreements as agreements_service
 from portal.services import borrower_portal
 from portal.services import hardship as service
 from portal.services import policy as policy_service
@@ -402,6 +403,7 @@ def hardship_case(case_id: int, answer_error: str | None = None) -> Any:
         if case.state in (CaseState.OFFERED.value, CaseState.COUNTERED.value)
         else [],
         messages=case.messages,
+        agreement=agreements_service.latest_for_case(db.session, case.id),
         answer_error=answer_error,
         proposal=next((o for o in reversed(case.offers) if o.origin == "borrower"), None),
         accepted=next((o for o in case.offers if o.status == "accepted"), None),

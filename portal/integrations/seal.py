@@ -28,15 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from pyhanko.keys.internal import (
-    translate_pyca_cryptography_cert_to_asn1,
-    translate_pyca_cryptography_key_to_asn1,
-)
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers
@@ -64,6 +61,19 @@ UNTRUSTED = "untrusted"  # intact, but not made with a key we trust
 MODIFIED_AFTER_SEAL = "modified_after_seal"  # intact and trusted, but something was appended after it
 
 
+def _asn1_certificate(certificate: x509.Certificate) -> asn1_x509.Certificate:
+    """pyHanko speaks asn1crypto; Accord holds ``cryptography`` objects."""
+    return asn1_x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))
+
+
+def _asn1_private_key(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> asn1_keys.PrivateKeyInfo:
+    return asn1_keys.PrivateKeyInfo.load(
+        key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+
+
 class SealError(RuntimeError):
     """A document could not be sealed (not a PDF we can append to, or the time-stamp failed)."""
 
@@ -83,11 +93,9 @@ class SealKey:
 
     def signer(self) -> signers.SimpleSigner:
         return signers.SimpleSigner(
-            signing_cert=translate_pyca_cryptography_cert_to_asn1(self.certificate),
-            signing_key=translate_pyca_cryptography_key_to_asn1(self.private_key),
-            cert_registry=SimpleCertificateStore.from_certs(
-                [translate_pyca_cryptography_cert_to_asn1(cert) for cert in self.chain]
-            ),
+            signing_cert=_asn1_certificate(self.certificate),
+            signing_key=_asn1_private_key(self.private_key),
+            cert_registry=SimpleCertificateStore.from_certs([_asn1_certificate(cert) for cert in self.chain]),
         )
 
 
@@ -241,10 +249,9 @@ def seal_pdf(
 
 def _asn1_certificates(key_or_trust: SealKey | Sequence[Any]) -> list[asn1_x509.Certificate]:
     if isinstance(key_or_trust, SealKey):
-        return [translate_pyca_cryptography_cert_to_asn1(key_or_trust.certificate)]
+        return [_asn1_certificate(key_or_trust.certificate)]
     return [
-        cert if isinstance(cert, asn1_x509.Certificate) else translate_pyca_cryptography_cert_to_asn1(cert)
-        for cert in key_or_trust
+        cert if isinstance(cert, asn1_x509.Certificate) else _asn1_certificate(cert) for cert in key_or_trust
     ]
 
 

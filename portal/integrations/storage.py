@@ -13,6 +13,7 @@ implementation (an object store) can take its place behind the same interface.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -23,7 +24,8 @@ from typing import Any, Protocol
 
 from portal.config import ROOT, ConfigError
 
-KEY_PATTERN = re.compile(r"\A[0-9a-f]{32}\.[a-z0-9]{1,8}\Z")
+KEY_PATTERN = re.compile(r"\A(?:[0-9a-f]{32}|[0-9a-f]{64})\.[a-z0-9]{1,8}\Z")
+"""A random key (32 hex digits) or a content address (the SHA-256 of the bytes, 64 hex digits)."""
 SUFFIX_PATTERN = re.compile(r"\A\.?[a-z0-9]{1,8}\Z")
 STATIC_DIR = ROOT / "static"
 
@@ -46,6 +48,11 @@ class Storage(Protocol):
         ...
 
     def exists(self, key: str) -> bool: ...
+
+    def put_content(self, data: bytes, *, suffix: str) -> str:
+        """Store ``data`` under its own SHA-256 (a content address); storing the same bytes again
+        changes nothing, and a file is never overwritten with other bytes."""
+        ...
 
 
 def new_key(suffix: str) -> str:
@@ -82,6 +89,21 @@ class LocalStorage:
         while path.exists():  # 128 random bits: never, but a store must not overwrite
             key = new_key(suffix)
             path = self._path(key)
+        self._write(path, data)
+        return key
+
+    def put_content(self, data: bytes, *, suffix: str) -> str:
+        new_key(suffix)  # the suffix rules
+        key = f"{hashlib.sha256(data).hexdigest()}.{suffix.removeprefix('.')}"
+        path = self._path(key)
+        if path.is_file():
+            if hashlib.sha256(path.read_bytes()).hexdigest() != key[:64]:
+                raise StorageKeyError(f"stored bytes under {key} differ from their address")
+            return key
+        self._write(path, data)
+        return key
+
+    def _write(self, path: Path, data: bytes) -> None:
         self._directory(path.parent)
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".upload-", suffix=".part")  # 0600
         try:
@@ -95,7 +117,6 @@ class LocalStorage:
                 os.unlink(temporary)
             raise
         _fsync_directory(path.parent)
-        return key
 
     def open(self, key: str) -> bytes:
         return self._path(key).read_bytes()
@@ -130,3 +151,11 @@ def evidence_directory(config: Mapping[str, Any]) -> Path:
 
 def storage_from_config(config: Mapping[str, Any]) -> Storage:
     return LocalStorage(evidence_directory(config))
+
+
+def document_storage_from_config(config: Mapping[str, Any]) -> Storage:
+    """Agreements (as generated and as signed): ``DOCUMENT_DIR``, else ``<INSTANCE_PATH>/documents``."""
+    directory = Path(config.get("DOCUMENT_DIR") or Path(config["INSTANCE_PATH"]) / "documents").resolve()
+    if directory.is_relative_to(STATIC_DIR.resolve()):
+        raise ConfigError(f"the document directory must not be served as static files: {directory}")
+    return LocalStorage(directory)

@@ -32,7 +32,7 @@ from portal.models import (
     HardshipCase,
     Offer,
 )
-from portal.services import audit
+from portal.services import agreements, audit
 from portal.services import policy as policy_service
 from portal.services.audit import Actor
 from portal.services.borrower_portal import borrower_today
@@ -601,7 +601,9 @@ def accept(
             with audit.change(session, who, "offer.decided", other, ("status",)):
                 other.status = "accepted" if other.id == offer.id else "superseded"
                 other.decided_at = now
+    agreement = agreements.prepare(session, case, offer)
     session.commit()
+    agreements.enqueue_render(agreement.id)
     return offer
 
 

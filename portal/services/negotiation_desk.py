@@ -30,7 +30,7 @@ from portal.models import (
     StaffUser,
 )
 from portal.models.hardship import DECISION_REASONS
-from portal.services import audit
+from portal.services import agreements, audit
 from portal.services import hardship as hardship_service
 from portal.services import policy as policy_service
 from portal.services.audit import Actor
@@ -505,7 +505,10 @@ def approve(
         offer_row.status, offer_row.decided_at = "accepted", now
         case_row.decided_by_id, case_row.decided_at = staff.id, now
         notices = _message(session, case_row, staff, "approved", _approved_text(case_row))
+        agreement = agreements.prepare(session, case_row, offer_row)
     session.commit()
+    if after == CaseState.APPROVED:
+        agreements.enqueue_render(agreement.id)
     return Outcome(after, notices)
 
 

@@ -141,7 +141,7 @@ def test_an_agent_counters_and_the_borrower_accepts_on_the_portal(
     status = client.get(f"/help/{case.id}").get_data(as_text=True)
     assert "made you an offer" in status
     assert client.post(f"/help/{case.id}/offers/{counter_offer.id}/accept").status_code == 302
-    assert _state(session, case.id) == CaseState.APPROVED.value
+    assert _state(session, case.id) == CaseState.AWAITING_SIGNATURE.value
 
 
 def test_approval_above_an_agents_authority_needs_a_supervisors_second_approval(
@@ -164,7 +164,7 @@ def test_approval_above_an_agents_authority_needs_a_supervisors_second_approval(
         session, supervisor, case.id, version=None, note="Agreed: medical evidence is clear."
     )
     assert final.state == CaseState.APPROVED
-    assert _state(session, case.id) == CaseState.APPROVED.value
+    assert _state(session, case.id) == CaseState.AWAITING_SIGNATURE.value
     with pytest.raises(DomainError):
         desk.approve(session, other_supervisor, case.id, version=None, note="late")
     session.rollback()

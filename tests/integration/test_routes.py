@@ -15,6 +15,8 @@ from werkzeug.routing import Rule
 
 from portal import create_app
 from portal.integrations.storage import storage_from_config
+from portal.services import agreements as agreements_service
+from portal.services import hardship as hardship_service
 from tests import factories
 from tests.conftest import sign_in
 from workflows.access import Permission, Role, can
@@ -25,6 +27,7 @@ PUBLIC_ENDPOINTS = {
     "public.language",
     "public.healthz",
     "public.readyz",
+    "public.verify",
     "auth.staff_login",
     "auth.staff_totp",
     "auth.staff_enrol",
@@ -137,7 +140,12 @@ def _borrower_world(session, app: Flask):  # type: ignore[no-untyped-def]
     case = factories.hardship_case(session, account)
     evidence = factories.evidence_file(session, case, storage_from_config(app.config))
     offer = factories.offer(session, case)
+    # Accepting an offer prepares the agreement (rendered inline in tests), so it has an id too.
+    hardship_service.accept(session, account.borrower, case.id, offer.id)
+    agreement = agreements_service.latest_for_case(session, case.id)
+    assert agreement is not None and agreement.status == "ready"
     return {
+        "agreement_id": agreement.id,
         "account_id": account.id,
         "case_id": case.id,
         "file_id": evidence.id,

@@ -245,7 +245,7 @@ def test_a_supervisor_approves_two_awaiting_cases_at_once(
     assert "2 cases were decided." in page
     for case in cases:
         fresh = _fresh(session, case.id)
-        assert fresh.state == CaseState.APPROVED.value
+        assert fresh.state == CaseState.AWAITING_SIGNATURE.value
         assert fresh.decided_by_id == supervisor.id
     # Each borrower is told there is news, once the decision is committed.
     assert _sent(session) - sent_before == 2
@@ -289,7 +289,7 @@ def test_a_supervisors_own_first_approval_is_refused_and_the_others_are_decided(
 
     assert "1 case was decided." in page
     assert f"Not decided: #{own.id}. Nobody may give the second approval to their own approval." in page
-    assert _fresh(session, other.id).state == CaseState.APPROVED.value
+    assert _fresh(session, other.id).state == CaseState.AWAITING_SIGNATURE.value
     unchanged = _fresh(session, own.id)
     assert (unchanged.state, unchanged.version) == (CaseState.AWAITING_SECOND_APPROVAL.value, own_version)
     assert unchanged.decided_by_id is None
