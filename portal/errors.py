@@ -94,6 +94,20 @@ MESSAGES = {
     "reason_invalid": _l("Choose a reason."),
     "proposal_missing": _l("This case has no open proposal to approve."),
     "assignee_invalid": _l("Choose an active agent or supervisor."),
+    # Agreements
+    "agreement_unknown": _l("This agreement was not found."),
+    "agreement_signed": _l("This agreement is already signed."),
+    "agreement_closed": _l("This agreement can no longer be signed."),
+    "agreement_expired": _l("This agreement can no longer be signed: the time to sign it has passed."),
+    "agreement_preparing": _l("This agreement is still being prepared. Please wait a moment."),
+    "consent_missing": _l("Please agree to use electronic records first."),
+    "code_stale": _l("Please confirm with a new code: the last one was confirmed more than 5 minutes ago."),
+    "name_mismatch": _l("Type your full name exactly as it appears in the agreement."),
+    "agreement_not_ticked": _l("Tick the box to confirm that you agree to sign."),
+    "agreement_tampered": _l("This agreement's file does not match what was prepared. Please contact us."),
+    "seal_failed": _l("The signature could not be completed just now. Nothing was signed. Please try again."),
+    "waiver_exceeds_balance": _l("The account changed since the offer was made. Please contact us."),
+    "no_contact": _l("We hold no phone number or e-mail address to send a code to. Please contact us."),
     "offer_terms_invalid": _l("These terms do not work on this account: %(reason)s."),
 }
 
