@@ -40,13 +40,17 @@ def _app() -> Flask:
     return create_app()
 
 
+INLINE_APP: Flask | None = None
+"""The app for jobs run inline outside any app context (the test suite sets its own)."""
+
+
 @contextmanager
 def _app_context() -> Iterator[Flask]:
     """The caller's app when a task runs inline (tests, immediate mode), else this process's own."""
     if has_app_context():
         yield current_app._get_current_object()  # type: ignore[attr-defined]
         return
-    app = _app()
+    app = INLINE_APP or _app()
     with app.app_context():
         yield app
 

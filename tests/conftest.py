@@ -88,10 +88,9 @@ def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     )
     # Jobs Huey runs inline from a service called straight from a test (no request, so no app
     # context) run in this app, not in one built from the environment.
-    original_app = tasks._app
-    tasks._app = lambda: application  # type: ignore[assignment]
+    tasks.INLINE_APP = application
     yield application
-    tasks._app = original_app
+    tasks.INLINE_APP = None
     db.bound(application).engine.dispose()
 
 

@@ -159,6 +159,7 @@ def test_the_nightly_ledger_check_counts_accounts_that_differ(monkeypatch, tmp_p
     monkeypatch.setenv("ACCORD_DATABASE_URL", url)
     monkeypatch.setenv("ACCORD_SECRET_KEY", "nightly")
     monkeypatch.setenv("ACCORD_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setattr(tasks, "INLINE_APP", None)  # this job runs in the app the environment describes
     tasks._app.cache_clear()
     try:
         app = tasks._app()
