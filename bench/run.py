@@ -4,15 +4,18 @@
     .venv/bin/python bench/run.py --page borrower-home --rounds 3
 
 Creates (if missing), migrates and seeds the PostgreSQL database ``accord_bench`` with N accounts
-(see bench/seed.py; reused when it already holds N for today), starts ``gunicorn -w 2`` (sync
-workers) on a free loopback port and measures, with wrk, the reference route (one primary-key
-query and a tiny template, random account ids) and each chosen page:
+and 10 N hardship cases (see bench/seed.py; reused when it already holds N for today), starts
+``gunicorn -w 2`` (sync workers) on a free loopback port and measures, with wrk, the reference
+route (one primary-key query and a tiny template, random account ids) and each chosen page:
 
 * ``staff-account``: ``GET /staff/accounts/<id>`` with random ids, as a staff agent signed in
   over HTTP (password, then TOTP);
 * ``borrower-home``: the borrower dashboard ``GET /home`` ("What I owe"), each request as one of
   ``--borrowers`` random borrowers, whose session cookies the runner mints with the server's own
-  secret key (their sign-in code goes to a phone, which a benchmark cannot read).
+  secret key (their sign-in code goes to a phone, which a benchmark cannot read);
+* ``staff-queue``: the negotiation desk's review queue ``GET /staff/cases`` over 1,000,000 hardship
+  cases (150,000 on the desk), as the same staff agent: a mix of the default view, filtered views
+  and deeper pages (``after=<priority>.<id>`` cursors taken from the data).
 
 Before measuring it checks that every route answers 200 with the expected account reference and
 that the pages refuse a request without a session. Prints one table per page (requests/s, p50,
@@ -59,14 +62,16 @@ COOKIE = "accord_session"
 REFERENCE = "/_bench/reference/"
 STAFF_PAGE = "/staff/accounts/"
 BORROWER_HOME = "/home"
-TARGET_RATIO = 0.6
+QUEUE_PAGE = "/staff/cases"
+TARGET_RATIO = 0.6  # the account page's and the dashboard's targets
 TARGET_P99_MS = 100.0
+QUEUE_PAGE_SIZE = 25  # portal.services.negotiation_desk.PAGE_SIZE
 MAX_SECONDS = 300  # a bound on any single wrk run
 UNSTABLE_SPREAD = 1.25  # fastest/slowest round of a route beyond this: the machine was not quiet
 CHECKED_BORROWERS = 20  # minted cookies checked one by one over HTTP before measuring
 PARAMETERS = (
     "pages", "accounts", "borrowers", "duration", "connections", "threads", "workers", "warmup", "rounds",
-    "seed",
+    "seed", "app",
 )  # fmt: skip
 
 
@@ -76,6 +81,8 @@ class Page:
     title: str
     label: str  # the row in the table
     path: str  # as recorded in the JSON
+    target_ratio: float = TARGET_RATIO
+    target_p99_ms: float = TARGET_P99_MS
 
 
 PAGES = {
@@ -83,7 +90,12 @@ PAGES = {
         "staff-account", "staff account page", f"page {STAFF_PAGE}<id>", f"{STAFF_PAGE}<id>"
     ),
     "borrower-home": Page("borrower-home", "borrower dashboard", f"page {BORROWER_HOME}", BORROWER_HOME),
+    # The queue's issue: 1,000,000 cases, ratio >= 0.5 and p99 <= 150 ms at 32 connections.
+    "staff-queue": Page(
+        "staff-queue", "staff review queue", f"page {QUEUE_PAGE}?…", f"{QUEUE_PAGE}?<mix>", 0.5, 150.0
+    ),
 }
+STAFF_PAGES = ("staff-account", "staff-queue")
 
 
 class BenchError(RuntimeError):
@@ -206,6 +218,119 @@ def check_staff_page(port: int, cookie: str, account_id: int, reference: str) ->
     return cookie
 
 
+# --------------------------------------------------------------------------- the review queue
+
+# The queue's URLs: the default view (the waiting cases, highest priority first), the filter form
+# as a browser submits it (every field, the empty ones too), and deeper pages as the "Next cases"
+# link spells them, with the cursor of the last row of the page before. Each comes with the SQL
+# condition that says, independently of the portal's code, which cases it must show.
+QUEUE_FORM_FIELDS = ("stage", "band", "relief", "sla", "vulnerable", "age", "assignee")
+QUEUE_FILTERS = {  # name: (the form's values, the cases it keeps)
+    "stage=mid": ({"stage": "mid"}, "a.stage = 'mid'"),
+    "sla=breached": ({"sla": "breached"}, "c.review_due_on < :today"),
+    "vulnerable=1": ({"vulnerable": "1"}, "c.vulnerable"),
+    "band=2": ({"band": "2"}, "c.amount_band = 2"),
+}
+QUEUE_DEEP_PAGES = {  # filter (None: the default view): page numbers reached with a cursor
+    None: (2, 3, 5, 10, 30, 100, 300, 1000, 2000, 3000),
+    "stage=mid": (4,),
+    "sla=breached": (20,),
+}
+QUEUE_WEIGHTS = {"default": 10, "filtered": 2, "deep": 1}  # times each URL is in the file
+# With these weights: 1/3 of the requests ask for the default view, 27 % for a filtered view
+# (4 filters) and 40 % for a deeper page (12 cursors).
+
+
+@dataclass(frozen=True)
+class QueueUrl:
+    kind: str  # default | filtered | deep
+    path: str
+    expected: tuple[int, ...]  # the case ids the page must list, in order
+
+
+def _queue_form_path(values: dict[str, str]) -> str:
+    fields = {"view": "waiting", **{name: values.get(name, "") for name in QUEUE_FORM_FIELDS}}
+    return f"{QUEUE_PAGE}?{urlencode(fields)}"
+
+
+def queue_urls(url: str) -> list[QueueUrl]:
+    """The queue's URL mix, each with the cases it must show, read from the bench database."""
+    from sqlalchemy import create_engine, text
+
+    from portal.services.hardship import desk_today
+
+    def rows(where: str, after: tuple[int, int] | None, offset: int, limit: int) -> list[Any]:
+        cursor = "AND (c.priority, c.id) < (:priority, :id)" if after else ""
+        return conn.execute(
+            text(
+                f"""
+                SELECT c.priority, c.id FROM hardship_case c JOIN account a ON a.id = c.account_id
+                WHERE c.state = 'in_review' AND {where} {cursor}
+                ORDER BY c.priority DESC, c.id DESC OFFSET :offset LIMIT :limit
+                """
+            ),
+            {"today": desk_today(), "priority": after[0] if after else 0, "id": after[1] if after else 0,
+             "offset": offset, "limit": limit},
+        ).all()  # fmt: skip
+
+    urls: list[QueueUrl] = []
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            top = tuple(r.id for r in rows("true", None, 0, QUEUE_PAGE_SIZE))
+            urls.append(QueueUrl("default", QUEUE_PAGE, top))
+            for values, where in QUEUE_FILTERS.values():
+                first = tuple(r.id for r in rows(where, None, 0, QUEUE_PAGE_SIZE))
+                urls.append(QueueUrl("filtered", _queue_form_path(values), first))
+            for name, pages in QUEUE_DEEP_PAGES.items():
+                values, where = QUEUE_FILTERS[name] if name else ({}, "true")
+                for number in pages:
+                    last = rows(where, None, QUEUE_PAGE_SIZE * (number - 1) - 1, 1)
+                    if not last:
+                        continue  # fewer pages than that (a small --accounts)
+                    after = (int(last[0].priority), int(last[0].id))
+                    expected = tuple(r.id for r in rows(where, after, 0, QUEUE_PAGE_SIZE))
+                    query = urlencode({"after": f"{after[0]}.{after[1]}", "view": "waiting", **values})
+                    urls.append(QueueUrl("deep", f"{QUEUE_PAGE}?{query}", expected))
+    finally:
+        engine.dispose()
+    empty = [u.path for u in urls if not u.expected]
+    if empty:
+        raise BenchError(f"the bench data have no waiting case for {empty[0]}")
+    return urls
+
+
+def write_queue_paths(urls: list[QueueUrl], path: Path) -> None:
+    path.write_text("".join(f"{u.path}\n" * QUEUE_WEIGHTS[u.kind] for u in urls))
+
+
+_CASE_LINK = re.compile(rf'href="{QUEUE_PAGE}/(\d+)"')
+
+
+def check_queue(port: int, cookie: str, urls: list[QueueUrl]) -> str:
+    """Every URL of the mix answers 200 with the staff cookie and lists exactly the cases the SQL
+    says, in order; without a session the queue does not answer 200. Returns the cookie a browser
+    would hold after the first page (see check_staff_page)."""
+    for queue_url in urls:
+        for _ in range(2):
+            resp = http_request(port, "GET", queue_url.path, cookie=cookie)
+            if resp.status != 200:
+                raise BenchError(f"GET {queue_url.path} answered {resp.status} -> {resp.location!r}")
+            cookie = session_cookie(resp, cookie) or cookie
+        shown = tuple(int(x) for x in _CASE_LINK.findall(resp.body))
+        if shown != queue_url.expected:
+            raise BenchError(
+                f"GET {queue_url.path} lists cases {shown[:3]}… ({len(shown)}), "
+                f"not {queue_url.expected[:3]}… ({len(queue_url.expected)})"
+            )
+        if resp.sets_session:
+            print(f"warning: GET {queue_url.path} re-signs the session cookie on every request")
+    anonymous = http_request(port, "GET", QUEUE_PAGE)
+    if anonymous.status == 200:
+        raise BenchError(f"GET {QUEUE_PAGE} answered 200 without signing in")
+    return cookie
+
+
 # --------------------------------------------------------------------------- borrower sessions
 
 
@@ -262,6 +387,7 @@ class Sessions:
         from portal import create_app
 
         self.app = create_app(config)
+        self.database_url = str(config["DATABASE_URL"])
         self.serializer = self.app.session_interface.get_signing_serializer(self.app)  # type: ignore[attr-defined]
         if self.serializer is None:
             raise BenchError("the app has no secret key to sign sessions with")
@@ -367,7 +493,16 @@ def server_env(config: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def start_gunicorn(port: int, workers: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_gunicorn(
+    port: int, workers: int, env: dict[str, str], log: Path, app: str = "wsgi:app"
+) -> subprocess.Popen[bytes]:
+    """``app`` is ``module:callable``, or ``path/to/file.py:callable`` for an experiment (a
+    throw-away module that patches the app), whose folder goes on gunicorn's Python path."""
+    module, _sep, name = app.rpartition(":")
+    extra: list[str] = []
+    if module.endswith(".py"):
+        extra = ["--pythonpath", str(Path(module).resolve().parent)]
+        module = Path(module).stem
     gunicorn = Path(sys.executable).parent / "gunicorn"
     cmd = [
         str(gunicorn),
@@ -376,7 +511,8 @@ def start_gunicorn(port: int, workers: int, env: dict[str, str], log: Path) -> s
         "--bind", f"{HOST}:{port}",
         "--chdir", str(ROOT),
         "--log-level", "warning",
-        "wsgi:app",
+        *extra,
+        f"{module}:{name}",
     ]  # fmt: skip
     with log.open("wb") as out:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -492,7 +628,22 @@ def run_wrk(args: argparse.Namespace, port: int, target: Target, duration: int) 
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=False)
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
+    drain(port)
     return done.stdout
+
+
+def drain(port: int, timeout: float = 120.0) -> None:
+    """Wait for the requests wrk left queued at its end: gunicorn's sync workers still answer
+    every connection accepted into the listen backlog, and a slow page's backlog would otherwise
+    be served during the next route's measurement. A request sent now is served after them."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", "/healthz")
+        conn.getresponse().read()
+    except OSError as exc:
+        raise BenchError(f"the server did not answer after a wrk run: {exc}") from exc
+    finally:
+        conn.close()
 
 
 def measure(args: argparse.Namespace, port: int, target: Target) -> WrkResult:
@@ -596,6 +747,8 @@ def print_table(
     title = page.title
     if page.key == "borrower-home":
         title += f" ({args.borrowers:,} random borrowers, a signed-in session each)"
+    if page.key == "staff-queue":
+        title += " (default view, filtered views, deeper pages; as the signed-in staff agent)"
     print()
     print(title)
     print(f"{'route':<34} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'requests':>10}")
@@ -604,12 +757,14 @@ def print_table(
         errors = {k: v for k, v in r.socket_errors.items() if v}
         if errors:
             print(f"  socket errors: {errors}")
-    ratio_ok = ratio >= TARGET_RATIO
-    p99_ok = result.p99_ms <= TARGET_P99_MS
-    shown = f"{ratio:.2f}" if (round(ratio, 2) >= TARGET_RATIO) == ratio_ok else f"{ratio:.3f}"
-    print(f"ratio page/reference: {shown}  (target >= {TARGET_RATIO}: {'met' if ratio_ok else 'NOT MET'})")
+    ratio_ok = ratio >= page.target_ratio
+    p99_ok = result.p99_ms <= page.target_p99_ms
+    shown = f"{ratio:.2f}" if (round(ratio, 2) >= page.target_ratio) == ratio_ok else f"{ratio:.3f}"
+    print(
+        f"ratio page/reference: {shown}  (target >= {page.target_ratio}: {'met' if ratio_ok else 'NOT MET'})"
+    )
     verdict = "met" if p99_ok else "NOT MET"
-    print(f"page p99: {result.p99_ms:.1f} ms  (target <= {TARGET_P99_MS:.0f} ms: {verdict})")
+    print(f"page p99: {result.p99_ms:.1f} ms  (target <= {page.target_p99_ms:.0f} ms: {verdict})")
 
 
 # --------------------------------------------------------------------------- main
@@ -639,6 +794,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--database", default=bench_seed.DEFAULT_DATABASE)
     parser.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--app",
+        default="wsgi:app",
+        help="the WSGI app gunicorn serves: module:callable, or path/to/file.py:callable for an experiment",
+    )
     parser.add_argument("--verbose", action="store_true", help="print wrk's full output")
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= MAX_SECONDS or not 0 <= args.warmup <= MAX_SECONDS:
@@ -663,6 +823,7 @@ def prepare_targets(
     staff: tuple[str, str],
     borrowers: list[Borrower],
     cookie_file: Path,
+    queue_file: Path,
 ) -> dict[str, Callable[[], Target]]:
     """Sign in and check each route; return, per route, how to make its next wrk run."""
     check_reference(port, probe, probe_ref)
@@ -672,12 +833,29 @@ def prepare_targets(
     targets: dict[str, Callable[[], Target]] = {
         "reference": lambda: Target("reference", LUA, ("ids", REFERENCE, *ids))
     }
-    if "staff-account" in args.pages:
+    staff_cookie = ""
+    if any(page in STAFF_PAGES for page in args.pages):  # one sign-in: a TOTP code is single-use
         staff_cookie = sign_in(port, bench_seed.BENCH_STAFF_EMAIL, *staff)
+        print("staff agent signed in over HTTP (password, then TOTP)")
+    if "staff-account" in args.pages:
         staff_cookie = check_staff_page(port, staff_cookie, probe, probe_ref)
-        print("staff agent signed in over HTTP; the staff page answers 200 with the account's reference")
+        print("the staff account page answers 200 with the account's reference, and not without a session")
         targets["staff-account"] = lambda: Target(
             "staff-account", LUA, ("ids", STAFF_PAGE, *ids), sessions.touch(staff_cookie)
+        )
+    if "staff-queue" in args.pages:
+        urls = queue_urls(sessions.database_url)
+        staff_cookie = check_queue(port, staff_cookie, urls)
+        write_queue_paths(urls, queue_file)
+        weights = {kind: sum(QUEUE_WEIGHTS[kind] for u in urls if u.kind == kind) for kind in QUEUE_WEIGHTS}
+        share = {kind: n / sum(weights.values()) for kind, n in weights.items()}
+        print(
+            f"the review queue answers 200 with the expected cases for each of its {len(urls)} URLs, and "
+            f"not without a session; requests: {share['default']:.0%} the default view, "
+            f"{share['filtered']:.0%} filtered views, {share['deep']:.0%} deeper pages"
+        )
+        targets["staff-queue"] = lambda: Target(
+            "staff-queue", LUA, ("paths", str(queue_file), str(args.seed)), sessions.touch(staff_cookie)
         )
     if "borrower-home" in args.pages:
         cookies = write_borrower_cookies(sessions, borrowers, cookie_file)
@@ -712,11 +890,12 @@ def main(argv: list[str] | None = None) -> int:
     state = "reused" if seeded.reused else "seeded"
     print(
         f"database {args.database}: {state} {seeded.accounts:,} accounts, "
-        f"{seeded.ledger_entries:,} ledger entries in {seed_seconds} s {seeded.seconds}"
+        f"{seeded.ledger_entries:,} ledger entries, {seeded.cases:,} hardship cases, "
+        f"{seeded.offers:,} offers in {seed_seconds} s {seeded.seconds}"
     )
 
     staff = (secrets.token_urlsafe(24), pyotp.random_base32())  # password, TOTP secret
-    if "staff-account" in args.pages:
+    if any(page in STAFF_PAGES for page in args.pages):
         bench_seed.upsert_staff_user(url, hash_password(staff[0]), staff[1])
     borrowers = pick_borrowers(url, args.borrowers, args.seed) if "borrower-home" in args.pages else []
     probe = max(1, args.accounts // 2)
@@ -732,7 +911,7 @@ def main(argv: list[str] | None = None) -> int:
         config = server_config(url, instance, secrets.token_urlsafe(48))
         sessions = Sessions(config)
         cookie_file = Path(instance) / "borrower-cookies.txt"
-        proc = start_gunicorn(port, args.workers, server_env(config), log)
+        proc = start_gunicorn(port, args.workers, server_env(config), log, args.app)
         print(f"gunicorn pid {proc.pid} on http://{HOST}:{port} (log {log.relative_to(ROOT)})")
         try:
             wait_healthy(proc, port, log)
@@ -746,6 +925,7 @@ def main(argv: list[str] | None = None) -> int:
                 staff=staff,
                 borrowers=borrowers,
                 cookie_file=cookie_file,
+                queue_file=Path(instance) / "queue-paths.txt",
             )
             if args.warmup:
                 for make in targets.values():
@@ -780,8 +960,9 @@ def main(argv: list[str] | None = None) -> int:
             "path": PAGES[key].path,
             "ratio": round(ratio, 3),
             "round_ratios": [round(x, 3) for x in ratios],
-            "ratio_met": ratio >= TARGET_RATIO,
-            "p99_met": result.p99_ms <= TARGET_P99_MS,
+            "ratio_met": ratio >= PAGES[key].target_ratio,
+            "p99_met": result.p99_ms <= PAGES[key].target_p99_ms,
+            "targets": {"ratio_min": PAGES[key].target_ratio, "p99_max_ms": PAGES[key].target_p99_ms},
         }
     spread = {
         route: round(max(x.requests_per_s for x in runs) / min(x.requests_per_s for x in runs), 2)
@@ -805,6 +986,8 @@ def main(argv: list[str] | None = None) -> int:
         "seed": {
             "reused": seeded.reused,
             "ledger_entries": seeded.ledger_entries,
+            "hardship_cases": seeded.cases,
+            "offers": seeded.offers,
             "seconds": seed_seconds,
             "phases": seeded.seconds,
         },
@@ -813,7 +996,7 @@ def main(argv: list[str] | None = None) -> int:
         "pages": pages,
         "round_spread": spread,
         "unstable": unstable,
-        "targets": {"ratio_min": TARGET_RATIO, "p99_max_ms": TARGET_P99_MS, "met": met},
+        "targets": {"met": met},  # each page's own are in "pages"
     }
     out = RESULTS / f"{stamp}.json"
     out.write_text(json.dumps(result_doc, indent=2, ensure_ascii=False) + "\n")

@@ -1,4 +1,4 @@
--- wrk script: GET pages in one of two ways, counting every response that is not a 200 (wrk
+-- wrk script: GET pages in one of three ways, counting every response that is not a 200 (wrk
 -- itself only counts statuses >= 400: a 302 to the sign-in page would pass as a fast success)
 -- and every response that signs the session cookie again (wrk does not keep cookies, so a
 -- browser would pay for that once, wrk on every request).
@@ -8,6 +8,10 @@
 --   cookies: GET <path> as one of many signed-in users, a session cookie drawn per request
 --            from a file of accord_session values, one a line (bench/run.py mints them)
 --            wrk ... -s bench/wrk_requests.lua http://127.0.0.1:PORT -- cookies /home <file> [seed]
+--   paths:   GET one of many paths (with query strings), drawn per request from a file, one a
+--            line (a path listed twice is drawn twice as often), with wrk's own headers (-H,
+--            e.g. the staff session cookie); bench/run.py writes the review queue's mix
+--            wrk ... -H 'Cookie: ...' -s bench/wrk_requests.lua http://127.0.0.1:PORT -- paths <file> [seed]
 --
 -- Each thread seeds its generator with seed + thread number, so two runs with the same
 -- arguments make the same requests in the same order. done() prints one line the runner parses:
@@ -35,6 +39,19 @@ local function load_cookies(path, file_name)
   return formatted
 end
 
+local function load_paths(file_name)
+  local file = assert(io.open(file_name, "r"), "cannot open the path file " .. tostring(file_name))
+  local formatted = {}
+  for line in file:lines() do
+    if line ~= "" then
+      table.insert(formatted, wrk.format("GET", line))  -- wrk.headers: the -H headers
+    end
+  end
+  file:close()
+  assert(#formatted > 0, "no path in " .. file_name)
+  return formatted
+end
+
 function init(args)
   mode = args[1]
   local seed
@@ -48,8 +65,12 @@ function init(args)
     requests = load_cookies(args[2] or "/", args[3])
     seed = tonumber(args[4] or "2026")
     users = #requests
+  elseif mode == "paths" then
+    requests = load_paths(args[2])
+    seed = tonumber(args[3] or "2026")
+    users = 0
   else
-    error("the first argument is ids or cookies, not " .. tostring(mode))
+    error("the first argument is ids, cookies or paths, not " .. tostring(mode))
   end
   math.randomseed(seed + number)
   non200 = 0
