@@ -108,6 +108,8 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "SMS_GATEWAY_TOKEN": _env("SMS_GATEWAY_TOKEN"),
         "BORROWER_IDLE_MINUTES": _int("BORROWER_IDLE_MINUTES", 15),
         "BORROWER_ABSOLUTE_HOURS": _int("BORROWER_ABSOLUTE_HOURS", 12),
+        # The review queue's counts are kept this many seconds per worker (0: computed per request).
+        "DESK_COUNTS_SECONDS": _int("DESK_COUNTS_SECONDS", 30),
         "BENCH_REFERENCE_ROUTE": _env("BENCH_REFERENCE_ROUTE") == "1",
         "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
     }

@@ -92,7 +92,7 @@ def upgrade() -> None:
             " 'not_eligible', 'fraud_suspected', 'other')",
         )
         batch_op.create_check_constraint("amount_band_not_negative", "amount_band >= 0")
-        batch_op.create_index("ix_hardship_case_claimed_by", ["claimed_by_id", "state"], unique=False)
+        batch_op.create_index("ix_hardship_case_claimed_by", ["state", "claimed_by_id"], unique=False)
         batch_op.create_index("ix_hardship_case_queue", ["state", "priority", "id"], unique=False)
         batch_op.create_foreign_key(
             batch_op.f("fk_hardship_case_claimed_by_id_staff_user"), "staff_user", ["claimed_by_id"], ["id"]

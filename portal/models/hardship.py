@@ -74,7 +74,7 @@ class HardshipCase(Base):
         Index("ix_hardship_case_state_sla", "state", "review_due_on"),
         # The review queue: newest priority first, then id, for keyset pagination.
         Index("ix_hardship_case_queue", "state", "priority", "id"),
-        Index("ix_hardship_case_claimed_by", "claimed_by_id", "state"),
+        Index("ix_hardship_case_claimed_by", "state", "claimed_by_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

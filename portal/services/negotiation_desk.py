@@ -9,9 +9,14 @@ written together.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from flask import current_app, has_app_context
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import Select, case, func, select, tuple_
@@ -292,7 +297,15 @@ def _counts(
         sla,
         HardshipCase.vulnerable,
     )
-    groups = session.execute(stmt).all()
+    key = (
+        "groups",
+        filters.view,
+        filters.assignee,
+        filters.age,
+        staff.id if filters.view == "mine" else None,
+        today,
+    )
+    groups = _cached(session, key, lambda: [tuple(row) for row in session.execute(stmt).all()])
     counts: dict[str, Counter[str]] = {
         name: Counter() for name in ("stage", "band", "relief", "sla", "vulnerable")
     }
@@ -322,23 +335,54 @@ def _counts(
 
 
 def view_counts(session: Session, staff: StaffUser) -> dict[str, int]:
-    """How many cases each tab holds: waiting, mine, second approval."""
-    rows = session.execute(
-        select(
-            HardshipCase.state,
-            func.sum(case((HardshipCase.claimed_by_id == staff.id, 1), else_=0)),
-            func.count(),
-        )
-        .where(HardshipCase.state.in_([s.value for s in DESK_STATES]))
-        .group_by(HardshipCase.state)
-    ).all()
-    by_state = {state: (int(mine or 0), int(total)) for state, mine, total in rows}
+    """How many cases each tab holds: waiting, second approval and all (shared, cached briefly),
+    and the staff member's own claimed cases (counted live: it is small and must be exact)."""
+    totals = _cached(
+        session,
+        ("states",),
+        lambda: dict(
+            session.execute(
+                select(HardshipCase.state, func.count())
+                .where(HardshipCase.state.in_([s.value for s in DESK_STATES]))
+                .group_by(HardshipCase.state)
+            ).all()
+        ),
+    )
+    mine = session.scalar(
+        select(func.count())
+        .select_from(HardshipCase)
+        .where(HardshipCase.state == CaseState.CLAIMED.value, HardshipCase.claimed_by_id == staff.id)
+    )
     return {
-        "waiting": by_state.get(CaseState.IN_REVIEW.value, (0, 0))[1],
-        "mine": by_state.get(CaseState.CLAIMED.value, (0, 0))[0],
-        "second_approval": by_state.get(CaseState.AWAITING_SECOND_APPROVAL.value, (0, 0))[1],
-        "all": sum(total for _mine, total in by_state.values()),
+        "waiting": int(totals.get(CaseState.IN_REVIEW.value, 0)),
+        "mine": int(mine or 0),
+        "second_approval": int(totals.get(CaseState.AWAITING_SECOND_APPROVAL.value, 0)),
+        "all": int(sum(totals.values())),
     }
+
+
+_COUNTS: dict[tuple[object, ...], tuple[float, Any]] = {}
+_COUNTS_LOCK = threading.Lock()
+
+
+def _cached(session: Session, key: tuple[object, ...], compute: Callable[[], Any]) -> Any:
+    """Queue counts scan every case on the desk, so each worker keeps them for
+    DESK_COUNTS_SECONDS (the page says how fresh they are); 0 computes them every time."""
+    ttl = float(current_app.config.get("DESK_COUNTS_SECONDS", 0)) if has_app_context() else 0.0
+    if ttl <= 0:
+        return compute()
+    full_key = (str(session.get_bind().url), *key)
+    now = time.monotonic()
+    with _COUNTS_LOCK:
+        hit = _COUNTS.get(full_key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+    value = compute()
+    with _COUNTS_LOCK:
+        if len(_COUNTS) > 1000:
+            _COUNTS.clear()
+        _COUNTS[full_key] = (now + ttl, value)
+    return value
 
 
 def refresh_queue_priorities(session: Session, today: dt.date | None = None) -> int:
