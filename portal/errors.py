@@ -95,6 +95,8 @@ MESSAGES = {
     "proposal_missing": _l("This case has no open proposal to approve."),
     "assignee_invalid": _l("Choose an active agent or supervisor."),
     # Agreements
+    "agreement_not_voidable": _l("Only an agreement that is not signed yet can be voided."),
+    "void_reason_required": _l("Write why the agreement is voided, in at most %(maximum)s characters."),
     "agreement_unknown": _l("This agreement was not found."),
     "agreement_signed": _l("This agreement is already signed."),
     "agreement_closed": _l("This agreement can no longer be signed."),

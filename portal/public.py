@@ -68,7 +68,10 @@ def verify() -> Any:
             flash(_("Choose a PDF file to check."), "error")
             status = 422
         else:
-            data = upload.read(MAX_VERIFY_BYTES + 1)
+            try:
+                data = upload.read(MAX_VERIFY_BYTES + 1)
+            finally:
+                upload.close()  # a large upload is spooled to a temporary file: let it go now
             if len(data) > MAX_VERIFY_BYTES:
                 flash(
                     _("The file is larger than %(limit_mb)s MB.", limit_mb=MAX_VERIFY_BYTES // 1024 // 1024),

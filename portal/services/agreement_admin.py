@@ -20,8 +20,9 @@ from portal.db import utcnow
 from portal.models import Agreement, AgreementEvent, HardshipCase, StaffUser
 from portal.services import audit
 from portal.services.audit import Actor
-from workflows.access import Permission
+from workflows.access import Permission, Role
 from workflows.errors import DomainError
+from workflows.negotiation import ActorKind, CaseAction, CaseActor, CaseState, transition
 
 VOIDABLE_STATUSES = ("preparing", "ready")
 """A signed agreement is binding and is never voided; closed ones have nothing left to void."""
@@ -53,9 +54,8 @@ def agreements_for_account(session: Session, account_id: int) -> list[Agreement]
 def void(session: Session, staff: StaffUser, agreement_id: int, *, version: int | None, reason: str) -> None:
     """Void an agreement that is not signed yet, with the reason, audited. Commits.
 
-    The case stays in its state (``approved`` or ``awaiting_signature``): workflows.negotiation
-    has no move for voiding and this does not invent one. Its breathing space is lifted unless
-    another open agreement on the case still waits for the borrower."""
+    The case goes back to the review queue (workflows.negotiation's void_agreement move), to be
+    decided again; its breathing space stays while the request is open."""
     if not staff.can(Permission.WORK_CASES):
         raise DomainError("not_allowed", "Your role may not do this.")
     agreement = session.scalar(
@@ -94,13 +94,33 @@ def void(session: Session, staff: StaffUser, agreement_id: int, *, version: int 
         before=before,
         after={"status": agreement.status, "reason": text, "hardship_case_id": agreement.hardship_case_id},
     )
+    # The case goes back to the review queue to be decided again; its breathing space stays,
+    # since the borrower's request for help is still open.
     case = session.get(HardshipCase, agreement.hardship_case_id)
     if case is not None and not _other_open_agreement(session, agreement):
+        actor_kind = ActorKind.SUPERVISOR if staff.role == Role.SUPERVISOR.value else ActorKind.AGENT
+        moved = transition(CaseState(case.state), CaseAction.VOID_AGREEMENT, CaseActor(actor_kind, staff.id))
+        case_before = audit.snapshot(case, ("state",))
+        case.state = moved.after.value
+        for offer in case.offers:
+            if offer.status == "accepted":
+                # A borrower's proposal can be decided again; an offer made to them lapses.
+                offer.status = "open" if offer.origin == "borrower" else "superseded"
         # Imported here like portal.services.agreements does: the hardship service imports the
         # agreement services.
-        from portal.services.hardship import lift_breathing_space
+        from portal.services import policy as policy_service
+        from portal.services.hardship import desk_today, enqueue
 
-        lift_breathing_space(session, case, who)
+        enqueue(session, case, policy_service.current(session, desk_today()))
+        audit.record(
+            session,
+            who,
+            "hardship_case.void_agreement",
+            "hardship_case",
+            case.id,
+            before=case_before,
+            after={"state": case.state, "agreement_id": agreement.id},
+        )
     session.commit()
 
 

@@ -141,7 +141,7 @@ def document_html(agreement: Agreement, *, for_pdf: bool) -> str:
         )
 
 
-def render(session: Session, agreement_id: int, storage: Storage) -> Agreement:
+def render(session: Session, agreement_id: int, storage: Storage) -> Agreement | None:
     """Render the PDF from the frozen facts, store it under its SHA-256, and open it for signing."""
     agreement = session.scalar(
         select(Agreement)
@@ -150,8 +150,9 @@ def render(session: Session, agreement_id: int, storage: Storage) -> Agreement:
         .execution_options(populate_existing=True)
     )
     if agreement is None or agreement.status != "preparing":
+        # Voided (or already rendered by a retry) before the job ran: nothing to do.
         session.rollback()
-        raise DomainError("agreement_not_preparing", "This agreement is not waiting to be prepared.")
+        return agreement
     data = render_pdf(document_html(agreement, for_pdf=True))
     agreement.document_key = storage.put_content(data, suffix=".pdf")
     agreement.document_sha256 = pdf_sha256(data)

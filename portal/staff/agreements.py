@@ -13,7 +13,6 @@ from typing import Any
 
 from flask import Response, abort, current_app, flash, redirect, request, send_file, url_for
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.orm.exc import StaleDataError
@@ -27,20 +26,6 @@ from portal.services import agreement_admin
 from portal.staff import bp
 from workflows.access import Permission
 from workflows.errors import DomainError
-
-# The refusals only voiding can cause. They belong in portal.errors.MESSAGES; until they are
-# there, user_message would answer with its generic sentence, so they are looked up here first.
-_VOID_MESSAGES = {
-    "void_reason_required": _l("Write why the agreement is voided, in at most %(maximum)s characters."),
-    "agreement_not_voidable": _l("Only an agreement that is not signed yet can be voided."),
-}
-
-
-def _message(error: DomainError) -> str:
-    template = _VOID_MESSAGES.get(error.code)
-    if template is None:
-        return user_message(error)
-    return str(template) % error.params if error.params else str(template)
 
 
 @bp.app_template_global()
@@ -113,7 +98,7 @@ def agreement_void(agreement_id: int) -> Any:
         db.session.rollback()
         if exc.code == "agreement_unknown":
             abort(404)
-        flash(_message(exc), "error")
+        flash(user_message(exc), "error")
     except StaleDataError:
         db.session.rollback()
         flash(user_message(DomainError("case_changed", "")), "error")

@@ -132,10 +132,11 @@ def test_an_agent_voids_a_ready_agreement_and_the_borrower_can_no_longer_sign_it
     assert audit.before == {"status": "ready"}
     assert audit.after is not None and audit.after["status"] == "voided"
     assert audit.after["reason"] == "The offer's schedule was wrong."
-    # No move exists for voiding: the case keeps its state, but the account is not left paused.
+    # The case goes back to the review queue to be decided again; the breathing space stays.
     case = session.get(HardshipCase, voided.hardship_case_id)
-    assert case is not None and case.state == CaseState.AWAITING_SIGNATURE.value
-    assert hardship_service.active_pause(session, voided.account_id, hardship_service.desk_today()) is None
+    assert case is not None and case.state == CaseState.IN_REVIEW.value
+    assert case.review_due_on is not None
+    assert hardship_service.active_pause(session, voided.account_id, hardship_service.desk_today()) is not None
 
     refused = client.post(
         f"/agreements/{agreement.id}/sign", data={"typed_name": "Jeff Klein", "agree": "yes"}
