@@ -53,6 +53,7 @@ class CaseAction(StrEnum):
     EXPIRE = "expire"
     PREPARE_AGREEMENT = "prepare_agreement"
     SIGN = "sign"
+    VOID_AGREEMENT = "void_agreement"
 
 
 class ActorKind(StrEnum):
@@ -130,6 +131,10 @@ _MOVES: Mapping[tuple[CaseState, CaseAction], _Move] = MappingProxyType(
         (CaseState.APPROVED, CaseAction.PREPARE_AGREEMENT): _Move(CaseState.AWAITING_SIGNATURE, _SYSTEM),
         (CaseState.AWAITING_SIGNATURE, CaseAction.SIGN): _Move(CaseState.ACTIVE, _BORROWER),
         (CaseState.AWAITING_SIGNATURE, CaseAction.EXPIRE): _Move(CaseState.EXPIRED, _SYSTEM),
+        # Staff void an unsigned agreement (wrong terms, a changed balance): the case goes back to
+        # the review queue to be decided again, never silently closed.
+        (CaseState.APPROVED, CaseAction.VOID_AGREEMENT): _Move(CaseState.IN_REVIEW, _STAFF),
+        (CaseState.AWAITING_SIGNATURE, CaseAction.VOID_AGREEMENT): _Move(CaseState.IN_REVIEW, _STAFF),
         **{
             (state, CaseAction.WITHDRAW): _Move(CaseState.WITHDRAWN, _BORROWER)
             for state in sorted(OPEN_STATES)
