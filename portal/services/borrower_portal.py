@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
-from portal.models import Account, AccountPause, Borrower, HardshipCase, LedgerEntry
+from portal.models import Account, AccountPause, Borrower, HardshipCase, LedgerEntry, Plan
 from portal.services import accounts as account_service
 from portal.services import policy as policy_service
 from workflows.delinquency import AccountFacts, BreathingSpace, Consequence, consequences
@@ -105,7 +105,7 @@ def _pauses_and_cases(
         pauses[pause.account_id] = BreathingSpace(
             pause.starts_on, pause.ends_on, pause.stops_fees, pause.pauses_contact
         )
-    current_states = [s.value for s in OPEN_STATES | {CaseState.APPROVED}]
+    current_states = [s.value for s in OPEN_STATES | {CaseState.ACTIVE}]
     cases = {
         case.account_id: case
         for case in session.scalars(
@@ -117,11 +117,23 @@ def _pauses_and_cases(
     return pauses, cases
 
 
+def _accounts_with_plans(session: Session, account_ids: list[int]) -> set[int]:
+    """The accounts with a signed plan in force: their timeline shows only what has lasted."""
+    if not account_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(Plan.account_id).where(Plan.account_id.in_(account_ids), Plan.status == "active")
+        )
+    )
+
+
 def _summaries(session: Session, accounts: list[Account], today: dt.date) -> list[AccountSummary]:
     policy = policy_service.current(session, today)
     account_ids = [a.id for a in accounts]
     fees, payments = _fees_and_payments(session, account_ids)
     pauses, cases = _pauses_and_cases(session, account_ids, today)
+    planned = _accounts_with_plans(session, account_ids)
     summaries = []
     for account in accounts:
         facts = AccountFacts(
@@ -129,6 +141,7 @@ def _summaries(session: Session, accounts: list[Account], today: dt.date) -> lis
             oldest_unpaid_due_on=account.oldest_unpaid_due_on,
             fees_charged=fees[account.id],
             referred_to_legal=account.stage == Stage.LEGAL.value,
+            plan_active=account.id in planned,
             breathing_space=pauses.get(account.id),
         )
         summaries.append(

@@ -19,7 +19,7 @@ from werkzeug.test import EnvironBuilder
 from portal.integrations.seal import seal_key_from_config, verify_sealed
 from portal.integrations.storage import document_storage_from_config
 from portal.models import Agreement, HardshipCase, LedgerEntry, OutboundMessage, Plan, PlanInstalment
-from portal.services import agreements
+from portal.services import agreements, borrower_portal
 from portal.services import hardship as hardship_service
 from tests import factories
 from tests.conftest import sign_in
@@ -137,6 +137,9 @@ def test_signing_seals_the_document_and_puts_the_plan_in_force(
     certificate = pages[-1].extract_text()
     for evidence in ("jeff KLEIN", signed.document_sha256 or "", "sms:", "UTC", "Asia/Shanghai"):
         assert evidence.replace("  ", " ") in certificate.replace("  ", " "), evidence
+    # The dashboard's timeline now shows only what a kept plan does not stop.
+    [summary] = borrower_portal.overview(session, signed.borrower)
+    assert all(item.in_effect for item in summary.timeline)
     download = client.get(f"/agreements/{signed.id}/document.pdf")
     assert download.headers["Content-Disposition"].startswith("attachment")
     assert download.data == final

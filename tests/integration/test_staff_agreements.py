@@ -136,7 +136,9 @@ def test_an_agent_voids_a_ready_agreement_and_the_borrower_can_no_longer_sign_it
     case = session.get(HardshipCase, voided.hardship_case_id)
     assert case is not None and case.state == CaseState.IN_REVIEW.value
     assert case.review_due_on is not None
-    assert hardship_service.active_pause(session, voided.account_id, hardship_service.desk_today()) is not None
+    assert (
+        hardship_service.active_pause(session, voided.account_id, hardship_service.desk_today()) is not None
+    )
 
     refused = client.post(
         f"/agreements/{agreement.id}/sign", data={"typed_name": "Jeff Klein", "agree": "yes"}
