@@ -56,7 +56,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
 AXE_REPORTS = ARTIFACTS / "axe"
 BLOCKING_IMPACTS = ("serious", "critical")
-DEMO_BORROWERS = 30
+DEMO_BORROWERS = 60
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,8 @@ def test_an_agent_counters_and_the_borrower_accepts_on_a_phone(
     expect(phone_page.get_by_role("heading", level=2, name="We have made you an offer")).to_be_visible()
     assert_accessible(phone_page, "desk-4-borrower-counter")
     phone_page.locator(f"form[action$='/offers/{counter_id}/accept'] button").click()
-    expect(phone_page.get_by_role("heading", level=2, name="Approved")).to_be_visible()
+    # Accepted: the agreement is prepared (inline here) and waits for the borrower's signature.
+    expect(phone_page.get_by_role("heading", level=2, name="Your agreement is ready to sign")).to_be_visible()
 
 
 def test_an_approval_above_an_agents_authority_gets_a_supervisors_second_approval(
@@ -163,4 +164,4 @@ def test_an_approval_above_an_agents_authority_gets_a_supervisors_second_approva
     assert_accessible(boss, "desk-5-second-approval")
     boss.fill("#approve-note", "Agreed.")
     boss.get_by_role("button", name="Approve the proposal").click()
-    expect(boss.get_by_role("heading", level=1)).to_contain_text("Approved")
+    expect(boss.get_by_role("heading", level=1)).to_contain_text("Agreement awaiting signature")
