@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import Boolean, Date, Integer, String, cast, func, literal, null, select, union_all
 from sqlalchemy.orm import Session, joinedload
 
 from portal.models import Account, AccountPause, Borrower, HardshipCase, LedgerEntry, Plan
@@ -32,7 +32,7 @@ class AccountSummary:
     timeline: list[Consequence]
     recent_payments: list[Payment]
     breathing_space: BreathingSpace | None = None
-    hardship_case: HardshipCase | None = None
+    hardship_case: CaseRef | None = None
     """The borrower's request for help on this account that is still open or approved, if any."""
 
 
@@ -50,17 +50,21 @@ def borrower_today(borrower: Borrower) -> dt.date:
 def _fees_and_payments(
     session: Session, account_ids: list[int]
 ) -> tuple[dict[int, int], dict[int, list[Payment]]]:
-    """Late fees charged so far and the latest payments, for all the accounts in two queries."""
+    """Late fees charged so far and the latest payments, for all the accounts in one query."""
     fees: dict[int, int] = dict.fromkeys(account_ids, 0)
     payments: dict[int, list[Payment]] = {account_id: [] for account_id in account_ids}
     if not account_ids:
         return fees, payments
-    for account_id, total in session.execute(
-        select(LedgerEntry.account_id, func.sum(LedgerEntry.amount))
+    charged = (
+        select(
+            LedgerEntry.account_id,
+            cast(null(), Date).label("on"),
+            func.sum(LedgerEntry.amount).label("total"),
+            literal(0).label("n"),
+        )
         .where(LedgerEntry.account_id.in_(account_ids), LedgerEntry.kind == EntryKind.FEE.value)
         .group_by(LedgerEntry.account_id)
-    ):
-        fees[account_id] = int(total)
+    )
     # One payment posts one entry per component; the borrower paid their sum. The newest three
     # per account are picked in SQL, so a long payment history costs nothing here.
     paid = (
@@ -76,64 +80,91 @@ def _fees_and_payments(
         .group_by(LedgerEntry.account_id, LedgerEntry.effective_on, LedgerEntry.cause)
         .subquery()
     )
-    for account_id, on, total in session.execute(
-        select(paid.c.account_id, paid.c.effective_on, paid.c.total)
-        .where(paid.c.n <= RECENT_PAYMENTS)
-        .order_by(paid.c.account_id, paid.c.n)
-    ):
-        payments[account_id].append(Payment(on, -int(total)))
+    latest = select(paid.c.account_id, paid.c.effective_on, paid.c.total, paid.c.n).where(
+        paid.c.n <= RECENT_PAYMENTS
+    )
+    rows = session.execute(union_all(charged, latest)).all()
+    for account_id, on, total, n in sorted(rows, key=lambda row: (row[0], row[3])):
+        if n == 0:
+            fees[account_id] = int(total)
+        else:
+            payments[account_id].append(Payment(on, -int(total)))
     return fees, payments
 
 
-def _pauses_and_cases(
+@dataclass(frozen=True)
+class CaseRef:
+    """The borrower's current request for help on an account, as the dashboard names it."""
+
+    id: int
+    state: str
+
+
+def _help_facts(
     session: Session, account_ids: list[int], today: dt.date
-) -> tuple[dict[int, BreathingSpace], dict[int, HardshipCase]]:
-    """The breathing space in force and the current request for help, per account."""
+) -> tuple[dict[int, BreathingSpace], dict[int, CaseRef], set[int]]:
+    """Per account, in one query: the breathing space in force, the current request for help,
+    and whether a signed plan is in force."""
     if not account_ids:
-        return {}, {}
-    pauses: dict[int, BreathingSpace] = {}
-    for pause in session.scalars(
-        select(AccountPause)
-        .where(
-            AccountPause.account_id.in_(account_ids),
-            AccountPause.lifted_at.is_(None),
-            AccountPause.starts_on <= today,
-            AccountPause.ends_on >= today,
-        )
-        .order_by(AccountPause.ends_on)
-    ):
-        pauses[pause.account_id] = BreathingSpace(
-            pause.starts_on, pause.ends_on, pause.stops_fees, pause.pauses_contact
-        )
-    current_states = [s.value for s in OPEN_STATES | {CaseState.ACTIVE}]
-    cases = {
-        case.account_id: case
-        for case in session.scalars(
-            select(HardshipCase)
-            .where(HardshipCase.account_id.in_(account_ids), HardshipCase.state.in_(current_states))
-            .order_by(HardshipCase.id)
-        )
-    }
-    return pauses, cases
-
-
-def _accounts_with_plans(session: Session, account_ids: list[int]) -> set[int]:
-    """The accounts with a signed plan in force: their timeline shows only what has lasted."""
-    if not account_ids:
-        return set()
-    return set(
-        session.scalars(
-            select(Plan.account_id).where(Plan.account_id.in_(account_ids), Plan.status == "active")
-        )
+        return {}, {}, set()
+    no_date, no_flag, no_id, no_text = (
+        cast(null(), Date),
+        cast(null(), Boolean),
+        cast(null(), Integer),
+        cast(null(), String),
     )
+    pauses_q = select(
+        literal("pause").label("kind"),
+        AccountPause.account_id,
+        AccountPause.starts_on,
+        AccountPause.ends_on,
+        AccountPause.stops_fees,
+        AccountPause.pauses_contact,
+        no_id.label("case_id"),
+        no_text.label("state"),
+    ).where(
+        AccountPause.account_id.in_(account_ids),
+        AccountPause.lifted_at.is_(None),
+        AccountPause.starts_on <= today,
+        AccountPause.ends_on >= today,
+    )
+    current_states = [s.value for s in OPEN_STATES | {CaseState.ACTIVE}]
+    cases_q = select(
+        literal("case"),
+        HardshipCase.account_id,
+        no_date,
+        no_date,
+        no_flag,
+        no_flag,
+        HardshipCase.id,
+        HardshipCase.state,
+    ).where(HardshipCase.account_id.in_(account_ids), HardshipCase.state.in_(current_states))
+    plans_q = select(
+        literal("plan"), Plan.account_id, no_date, no_date, no_flag, no_flag, Plan.id, Plan.status
+    ).where(Plan.account_id.in_(account_ids), Plan.status == "active")
+    pauses: dict[int, BreathingSpace] = {}
+    cases: dict[int, CaseRef] = {}
+    planned: set[int] = set()
+    for kind, account_id, starts_on, ends_on, stops_fees, pauses_contact, row_id, state in session.execute(
+        union_all(pauses_q, cases_q, plans_q)
+    ):
+        if kind == "pause":
+            space = BreathingSpace(starts_on, ends_on, bool(stops_fees), bool(pauses_contact))
+            if account_id not in pauses or pauses[account_id].ends_on < ends_on:
+                pauses[account_id] = space
+        elif kind == "case":
+            if account_id not in cases or cases[account_id].id < row_id:
+                cases[account_id] = CaseRef(row_id, state)
+        else:
+            planned.add(account_id)
+    return pauses, cases, planned
 
 
 def _summaries(session: Session, accounts: list[Account], today: dt.date) -> list[AccountSummary]:
     policy = policy_service.current(session, today)
     account_ids = [a.id for a in accounts]
     fees, payments = _fees_and_payments(session, account_ids)
-    pauses, cases = _pauses_and_cases(session, account_ids, today)
-    planned = _accounts_with_plans(session, account_ids)
+    pauses, cases, planned = _help_facts(session, account_ids, today)
     summaries = []
     for account in accounts:
         facts = AccountFacts(
