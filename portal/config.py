@@ -110,6 +110,8 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "BORROWER_ABSOLUTE_HOURS": _int("BORROWER_ABSOLUTE_HOURS", 12),
         # The review queue's counts are kept this many seconds per worker (0: computed per request).
         "DESK_COUNTS_SECONDS": _int("DESK_COUNTS_SECONDS", 30),
+        # The policy in force is kept this many seconds per worker (0: read on every request).
+        "POLICY_CACHE_SECONDS": _int("POLICY_CACHE_SECONDS", 60),
         "BENCH_REFERENCE_ROUTE": _env("BENCH_REFERENCE_ROUTE") == "1",
         "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
     }

@@ -81,6 +81,7 @@ def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
             "WTF_CSRF_ENABLED": False,
             "DESK_COUNTS_SECONDS": 0,  # tests read exact counts
+            "POLICY_CACHE_SECONDS": 0,  # tests publish policies in rolled-back transactions
             "SIGNIN_RATE_LIMIT": "1000 per minute",
             "BORROWER_SIGNIN_RATE_LIMIT": "1000 per minute",
             "BORROWER_CODE_RATE_LIMIT": "1000 per minute",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 
+from flask import current_app, has_app_context
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -17,8 +20,33 @@ def current(session: Session, today: dt.date) -> Policy:
     return current_version(session, today)[1]
 
 
+_CACHE: dict[tuple[str, dt.date], tuple[float, tuple[int | None, Policy]]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
 def current_version(session: Session, today: dt.date) -> tuple[int | None, Policy]:
-    """The policy in force and its version number (None: the built-in defaults, never published)."""
+    """The policy in force and its version number (None: the built-in defaults, never published).
+
+    Every page needs it, so each worker keeps it for POLICY_CACHE_SECONDS (60 s by default):
+    a published version reaches other workers within that time; this worker forgets at once."""
+    ttl = float(current_app.config.get("POLICY_CACHE_SECONDS", 0)) if has_app_context() else 0.0
+    if ttl <= 0:
+        return _load(session, today)
+    key = (str(session.get_bind().url), today)
+    now = time.monotonic()
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    value = _load(session, today)
+    with _CACHE_LOCK:
+        if len(_CACHE) > 100:
+            _CACHE.clear()
+        _CACHE[key] = (now + ttl, value)
+    return value
+
+
+def _load(session: Session, today: dt.date) -> tuple[int | None, Policy]:
     row = session.scalar(
         select(PolicyVersion)
         .where(PolicyVersion.effective_from <= today)
@@ -39,4 +67,6 @@ def publish(
     session.flush()
     audit.record(session, actor, "policy.published", "policy_version", row.version, after=data)
     session.commit()
+    with _CACHE_LOCK:
+        _CACHE.clear()
     return row
