@@ -95,6 +95,7 @@ MESSAGES = {
     "proposal_missing": _l("This case has no open proposal to approve."),
     "assignee_invalid": _l("Choose an active agent or supervisor."),
     # Agreements
+    "signature_invalid": _l("The drawn signature could not be read. Clear it and draw again."),
     "agreement_not_voidable": _l("Only an agreement that is not signed yet can be voided."),
     "void_reason_required": _l("Write why the agreement is voided, in at most %(maximum)s characters."),
     "agreement_unknown": _l("This agreement was not found."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from typing import Any
 
@@ -37,6 +38,20 @@ def _agreement_text(found: Agreement) -> Markup | None:
     if found.status not in ("ready", "signed"):
         return None
     return Markup(service.document_html(found, for_pdf=False))  # noqa: S704
+
+
+def _drawn_signature(data_url: str) -> bytes | None:
+    """The optional drawing sent by the signing page as a PNG data URL; anything that is not one
+    is passed on as bytes for the service to refuse."""
+    if not data_url:
+        return None
+    prefix = "data:image/png;base64,"
+    if not data_url.startswith(prefix) or len(data_url) > 800_000:
+        return b"not a png"
+    try:
+        return base64.b64decode(data_url[len(prefix) :], validate=True)
+    except ValueError:
+        return b"not a png"
 
 
 def _back(agreement: Agreement, anchor: str = "") -> Any:
@@ -149,6 +164,7 @@ def agreement_sign(agreement_id: int) -> Any:
             storage=document_storage_from_config(config),
             seal_key=seal_key_from_config(config),
             tsa_url=config.get("SEAL_TSA_URL"),
+            drawn_signature=_drawn_signature(request.form.get("signature", "")),
         )
     except DomainError as exc:
         db.session.rollback()

@@ -36,6 +36,7 @@ from portal.services.borrower_portal import borrower_today
 from workflows import plans
 from workflows.access import mask_email, mask_phone
 from workflows.errors import DomainError
+from workflows.evidence import HEAD_BYTES, FileKind, sniff
 from workflows.ledger import EntryKind
 from workflows.money import Component
 from workflows.negotiation import ActorKind, CaseAction, CaseActor, CaseFacts, CaseState, transition
@@ -45,6 +46,7 @@ TEMPLATE_VERSION = "2026-11-1"
 CONSENT_VERSION = "2026-11-1"
 """The disclosure on using electronic records; a change to its words gets a new version."""
 STEP_UP_MINUTES = 5
+MAX_DRAWN_SIGNATURE = 512 * 1024
 """The signing code must have been verified this recently."""
 
 
@@ -294,6 +296,7 @@ def sign(
     storage: Storage,
     seal_key: SealKey,
     tsa_url: str | None = None,
+    drawn_signature: bytes | None = None,
 ) -> Signed:
     """One action signs: every check first, then the certificate page, the seal, the plan, the
     waivers and the case's last move, committed together. A failure anywhere leaves the agreement
@@ -313,6 +316,12 @@ def sign(
         raise DomainError("name_mismatch", "Type your full name exactly as it appears on the agreement.")
     if not agreed:
         raise DomainError("agreement_not_ticked", "Tick the box to confirm you agree to sign.")
+    if drawn_signature is not None and (
+        len(drawn_signature) > MAX_DRAWN_SIGNATURE or sniff(drawn_signature[:HEAD_BYTES]) is not FileKind.PNG
+    ):
+        raise DomainError(
+            "signature_invalid", "The drawn signature could not be read. Clear it and draw again."
+        )
     original = storage.open(agreement.document_key or "")
     if pdf_sha256(original) != agreement.document_sha256:
         raise DomainError(
@@ -329,6 +338,8 @@ def sign(
     now = utcnow()
     agreement.typed_name = typed_name.strip()[:200]
     agreement.signer_ip, agreement.signer_user_agent = ip, (user_agent or "")[:300]
+    # The drawing itself is not kept: its SHA-256 is the evidence that one was drawn, and which.
+    agreement.signature_sha256 = hashlib.sha256(drawn_signature).hexdigest() if drawn_signature else None
     agreement.signed_at = now
     _event(session, agreement, "signed", typed_name=agreement.typed_name)
     session.flush()

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.integrations.seal import seal_key_from_config, verify_sealed
-from portal.models import Account, Borrower, Plan
+from portal.models import Account, Agreement, Borrower, Plan
 from portal.services import agreements
 from portal.services import hardship as hardship_service
 from tests import factories
@@ -108,6 +108,17 @@ def sign_on_a_phone(  # noqa: PLR0917  (one journey, with its parts)
     page.get_by_role("button", name=t["confirm"]).click()
     check(page, f"agreement-{name}-2-ready-to-sign")
 
+    if language == "en":
+        # Draw a stroke on the signature pad (the vendored signature_pad, shown only with scripts).
+        pad = page.locator("#signature-canvas")
+        expect(pad).to_be_visible()
+        box = pad.bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + 20, box["y"] + 40)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 120, box["y"] + 80, steps=8)
+        page.mouse.move(box["x"] + 220, box["y"] + 30, steps=8)
+        page.mouse.up()
     page.get_by_label(t["name"]).fill(full_name)
     page.get_by_label(t["tick"]).check()
     page.get_by_role("button", name=t["sign"]).click()
@@ -137,6 +148,8 @@ def sign_on_a_phone(  # noqa: PLR0917  (one journey, with its parts)
     with server.app.app_context(), db.session_scope() as session:
         plan = session.scalar(select(Plan).where(Plan.agreement_id == agreement_id))
         assert plan is not None and plan.status == "active" and len(plan.instalments) == 3
+        drawn = session.scalar(select(Agreement.signature_sha256).where(Agreement.id == agreement_id))
+        assert (drawn is not None) == (language == "en")
 
 
 def test_a_borrower_signs_in_english_on_a_phone(

@@ -281,3 +281,39 @@ def test_anyone_can_verify_a_signed_agreement_and_an_altered_copy_fails(
     assert "Not valid" in bad.get_data(as_text=True)
     html = _upload(anonymous, b"<html></html>")
     assert "Not valid" in html.get_data(as_text=True)
+
+
+def _png_data_url() -> str:
+    import base64
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (60, 20), "white").save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_a_drawn_signature_is_kept_as_its_hash_and_a_fake_one_refused(
+    client: FlaskClient, session: Session
+) -> None:
+    agreement = _ready_agreement(session)
+    _up_to_signing(client, session, agreement)
+    fake = client.post(
+        f"/agreements/{agreement.id}/sign",
+        data={"typed_name": "Jeff Klein", "agree": "yes", "signature": "data:image/svg+xml;base64,PHN2Zz4="},
+    )
+    assert fake.status_code == 422
+    assert "drawn signature could not be read" in fake.get_data(as_text=True)
+    drawn = _png_data_url()
+    signed = client.post(
+        f"/agreements/{agreement.id}/sign",
+        data={"typed_name": "Jeff Klein", "agree": "yes", "signature": drawn},
+    )
+    assert signed.status_code == 302
+    session.expire_all()
+    row = session.get(Agreement, agreement.id)
+    assert row is not None and row.status == "signed"
+    import base64
+    import hashlib
+
+    assert row.signature_sha256 == hashlib.sha256(base64.b64decode(drawn.split(",", 1)[1])).hexdigest()
