@@ -48,6 +48,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from run import cpu_busy, cpu_share, cpu_times  # the page benchmark's helpers (bench/ is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
@@ -86,33 +88,6 @@ STEPS = (  # key, label; "  " marks a part of the step above it
 
 class BenchError(RuntimeError):
     pass
-
-
-try:  # the CPU helpers of the page benchmark, when it can be imported
-    from run import cpu_share, cpu_times
-except Exception:  # noqa: BLE001 - it needs nothing of ours; a fallback keeps this runnable alone
-
-    def cpu_times() -> list[int] | None:
-        try:
-            return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def cpu_share(before: list[int] | None, after: list[int] | None) -> dict[str, float] | None:
-        if not before or not after:
-            return None
-        delta = [b - a for a, b in zip(before, after, strict=True)]
-        total = sum(delta)
-        if total <= 0:
-            return None
-        return {"busy": round(1 - (delta[3] + delta[4]) / total, 3), "steal": round(delta[7] / total, 3)}
-
-
-def cpu_busy(seconds: float = 1.0) -> float | None:
-    before = cpu_times()
-    time.sleep(seconds)
-    share = cpu_share(before, cpu_times())
-    return share["busy"] if share else None
 
 
 # --------------------------------------------------------------------------- timing

@@ -28,6 +28,7 @@ MESSAGES = {
     "amount_invalid": _l("Enter an amount such as 1234.50."),
     "amount_too_precise": _l("The amount has too many decimal places."),
     "amount_negative": _l("The amount cannot be negative."),
+    "rate_invalid": _l("Enter a rate such as 5.25 (percent a year)."),
     "identifier_invalid": _l("Enter your account reference or mobile number."),
     "signin_expired": _l("That sign-in has expired. Please start again."),
     "resend_wait": _l("Please wait %(minutes)s minutes before asking for another code."),

@@ -245,3 +245,24 @@ def parse_amount(text: str, currency: str) -> int:
         )
     scale: int = 10**exponent
     return int(whole or "0") * scale + int(fraction.ljust(exponent, "0") or "0")
+
+
+def plain_amount(amount: int, currency: str) -> str:
+    """An amount as a person would type it back into a form: no grouping, no symbol
+    (the inverse of parse_amount: parse_amount(plain_amount(a, c), c) == a for a >= 0)."""
+    places = minor_units(currency)
+    if require_int(amount) < 0:
+        raise DomainError("amount_negative", "The amount cannot be negative.")
+    if places == 0:
+        return str(amount)
+    whole, fraction = divmod(amount, 10**places)
+    return f"{whole}.{fraction:0{places}d}"
+
+
+def parse_rate_bp(text: str) -> int:
+    """A yearly rate typed as a percentage with at most two decimals ("6", "5.25") in exact
+    basis points (600, 525); the same rules as an amount with two decimal places."""
+    try:
+        return parse_amount(text, "EUR")
+    except DomainError as exc:
+        raise DomainError("rate_invalid", "Enter a rate such as 5.25 (percent a year).") from exc

@@ -32,7 +32,7 @@ from portal.services import policy as policy_service
 from workflows import affordability
 from workflows.affordability import BudgetCategory, Frequency
 from workflows.errors import DomainError
-from workflows.money import minor_units, parse_amount
+from workflows.money import parse_amount, plain_amount
 from workflows.negotiation import CaseState
 
 BUDGET_STEPS = tuple(service.STEP_SECTIONS)
@@ -141,7 +141,7 @@ def _budget_step(case: HardshipCase, step: str) -> Any:
         for category in categories:
             line = existing.get(category.value)
             if line is not None:
-                getattr(form, f"amount_{category.value}").data = _plain_amount(
+                getattr(form, f"amount_{category.value}").data = plain_amount(
                     line.amount, case.account.currency
                 )
                 getattr(form, f"frequency_{category.value}").data = line.frequency
@@ -188,15 +188,6 @@ def _attach_error(form: FlaskForm, exc: DomainError) -> None:
         target.errors = [*target.errors, user_message(exc)]
     else:
         flash(user_message(exc), "error")
-
-
-def _plain_amount(amount: int, currency: str) -> str:
-    """An amount as the borrower would type it back (no grouping, no symbol)."""
-    places = minor_units(currency)
-    if places == 0:
-        return str(amount)
-    whole, fraction = divmod(amount, 10**places)
-    return f"{whole}.{fraction:0{places}d}"
 
 
 @bp.route(

@@ -31,7 +31,7 @@ from portal.tasks import send_message
 from workflows import affordability, authority, offers
 from workflows.access import Permission
 from workflows.errors import DomainError
-from workflows.money import parse_amount
+from workflows.money import parse_amount, parse_rate_bp
 from workflows.policy import Stage
 
 
@@ -183,9 +183,7 @@ def _counter_terms(values: dict[str, str], currency: str) -> offers.CounterTerms
             )
         return int(text)
 
-    rate_text = (values.get("rate") or "0").strip() or "0"
-    # The rate is typed as a percentage a year with up to two decimals: basis points, exactly.
-    rate_bp = parse_amount(rate_text, "USD")
+    rate_bp = parse_rate_bp((values.get("rate") or "0").strip() or "0")
     plan = values.get("plan") or "instalments"
     if plan == offers.CounterPlan.SETTLEMENT.value:
         # A settlement stands alone: one payment, nothing else waived, no holiday, no rate.

@@ -277,3 +277,26 @@ def test_parse_amount_either_parses_or_refuses_cleanly(text: str, currency: str)
         assert parse_amount(text, currency) >= 0
     except DomainError as error:
         assert error.code in {"amount_invalid", "amount_too_precise", "amount_negative"}
+
+
+@given(non_negative, currencies)
+def test_a_plain_amount_reads_back_as_the_same_amount(amount: int, currency: str) -> None:
+    from workflows.money import plain_amount
+
+    assert parse_amount(plain_amount(amount, currency), currency) == amount
+
+
+@pytest.mark.parametrize(("typed", "bp"), [("6", 600), ("5.25", 525), ("0", 0), ("18.5", 1850)])
+def test_a_rate_typed_in_percent_is_exact_basis_points(typed: str, bp: int) -> None:
+    from workflows.money import parse_rate_bp
+
+    assert parse_rate_bp(typed) == bp
+
+
+@pytest.mark.parametrize("typed", ["5.255", "abc", "-1", "1e2"])
+def test_a_rate_that_is_not_a_percentage_is_refused(typed: str) -> None:
+    from workflows.money import parse_rate_bp
+
+    with pytest.raises(DomainError) as refused:
+        parse_rate_bp(typed)
+    assert refused.value.code == "rate_invalid"
