@@ -36,7 +36,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     babel.init_app(app, locale_selector=select_locale)
     login_manager.init_app(app)
 
-    from portal import auth, borrower, errors, formatting, labels, public, staff
+    from portal import auth, borrower, errors, formatting, labels, public, staff, webhooks
     from portal.admin import admin_bp
 
     app.register_blueprint(public.bp)
@@ -44,6 +44,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(staff.bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(webhooks.bp)
     errors.init_app(app)
     formatting.init_app(app)
     labels.init_app(app)

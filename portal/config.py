@@ -112,6 +112,17 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "DESK_COUNTS_SECONDS": _int("DESK_COUNTS_SECONDS", 30),
         # The policy in force is kept this many seconds per worker (0: read on every request).
         "POLICY_CACHE_SECONDS": _int("POLICY_CACHE_SECONDS", 60),
+        # Stripe: real keys talk to Stripe; the demo and the tests point the SDK at a local
+        # localstripe (ACCORD_STRIPE_API_BASE) and load its Stripe.js (ACCORD_STRIPE_JS_URL).
+        # Two webhook secrets, comma-separated, may be active while one is being rotated.
+        "STRIPE_SECRET_KEY": _env("STRIPE_SECRET_KEY"),
+        "STRIPE_PUBLISHABLE_KEY": _env("STRIPE_PUBLISHABLE_KEY"),
+        "STRIPE_WEBHOOK_SECRET": _env("STRIPE_WEBHOOK_SECRET"),
+        "STRIPE_API_BASE": _env("STRIPE_API_BASE"),
+        "STRIPE_JS_URL": _env("STRIPE_JS_URL", "https://js.stripe.com/v3/"),
+        # Webhook signatures older than this, or this far in the future, are refused.
+        "STRIPE_WEBHOOK_TOLERANCE_SECONDS": _int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300),
+        "STRIPE_MAX_NETWORK_RETRIES": _int("STRIPE_MAX_NETWORK_RETRIES", 2),
         "BENCH_REFERENCE_ROUTE": _env("BENCH_REFERENCE_ROUTE") == "1",
         "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
     }

@@ -22,6 +22,7 @@ from portal.migrations import alembic_config
 from portal.models import Borrower, StaffUser
 from portal.tasks import huey
 from tests import factories
+from tests.stripe_support import LocalStripe, start_localstripe, stripe_config
 from workflows.access import Role
 
 
@@ -72,9 +73,20 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
 
 
 @pytest.fixture(scope="session")
-def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+def localstripe() -> Iterator[LocalStripe]:
+    """One localstripe per test process (its own port, so xdist workers never share one)."""
+    server = start_localstripe()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def app(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory, localstripe: LocalStripe
+) -> Iterator[Flask]:
     application = create_app(
         {
+            **stripe_config(localstripe),
             "ACCORD_ENV": "test",
             "DATABASE_URL": database_url,
             "SECRET_KEY": "test-secret-key",

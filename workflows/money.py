@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -210,6 +211,75 @@ def allocate(
     for component in Component:
         applied.setdefault(component, 0)
     return Allocation(applied=MappingProxyType(applied), unapplied=left)
+
+
+@dataclass(frozen=True)
+class OpenInstalment:
+    """A plan instalment not yet fully paid."""
+
+    id: int
+    due_on: date
+    outstanding: int
+    """What is still unpaid of it, more than zero."""
+
+
+@dataclass(frozen=True)
+class PaymentAllocation:
+    """Where one payment went: per component of the balance (every component listed), to which
+    plan instalments (only those it paid something towards), and what is left beyond the whole
+    debt, held as a credit for the borrower."""
+
+    components: Mapping[Component, int]
+    instalments: Mapping[int, int]
+    credit: int
+
+    @property
+    def applied(self) -> int:
+        """What reduced the debt."""
+        return sum(self.components.values())
+
+    @property
+    def total(self) -> int:
+        """The whole payment: what was applied plus the credit."""
+        return self.applied + self.credit
+
+
+def allocate_payment(
+    amount: int,
+    balances: Mapping[Component, int],
+    instalments: Sequence[OpenInstalment] = (),
+    waterfall: Sequence[Component] = DEFAULT_WATERFALL,
+) -> PaymentAllocation:
+    """A payment pays the balance by the waterfall, and what is beyond the whole debt becomes a
+    credit. Inside a plan the applied part (never the credit) also pays the oldest open instalment
+    first (by due date, then id), then the next, each at most what is outstanding on it."""
+    if require_int(amount) <= 0:
+        raise DomainError("amount_not_positive", "The amount must be more than zero.")
+    if sorted(waterfall) != sorted(Component):
+        raise DomainError("waterfall_invalid", "A waterfall lists each component once.")
+    ids = [instalment.id for instalment in instalments]
+    if len(set(ids)) != len(ids):
+        raise DomainError("instalment_duplicate", "An instalment is listed more than once.")
+    for instalment in instalments:
+        if require_int(instalment.outstanding, "outstanding") <= 0:
+            raise DomainError(
+                "instalment_not_open",
+                "Instalment {id} has nothing outstanding.",
+                id=instalment.id,
+            )
+    allocation = allocate(amount, balances, waterfall)
+    paid: dict[int, int] = {}
+    left = allocation.total_applied
+    for instalment in sorted(instalments, key=lambda i: (i.due_on, i.id)):
+        if left == 0:
+            break
+        paid[instalment.id] = min(left, instalment.outstanding)
+        left -= paid[instalment.id]
+    return PaymentAllocation(
+        components=allocation.applied,
+        instalments=MappingProxyType(paid),
+        credit=allocation.unapplied,
+    )
 
 
 _PLAIN = re.compile(r"(\d*)(?:\.(\d*))?", re.ASCII)

@@ -1,7 +1,8 @@
 """Collections policy: stage thresholds, late fees, when each treatment begins, and the hardship
 section — what may be offered without review at each stage, the reference spending an income and
 expenditure statement is compared with, the time limits of a hardship case, what each staff role
-may approve alone, and how the review queue is ordered."""
+may approve alone, and how the review queue is ordered; and the payments section — the waterfall,
+the smallest payment, autopay retries, when a plan breaks, and which refunds need four eyes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from types import MappingProxyType
 from workflows.access import Role
 from workflows.affordability import COST_CATEGORIES, BudgetCategory
 from workflows.errors import DomainError
-from workflows.money import CURRENCY_EXPONENTS
+from workflows.money import CURRENCY_EXPONENTS, Component
 
 
 class Stage(StrEnum):
@@ -27,6 +28,7 @@ class Stage(StrEnum):
 
 
 _MONEY_FIELDS = ("late_fee_amount", "late_fee_cap_per_account")
+_SECTIONS = ("hardship", "payments")
 
 
 def _frozen(values: Mapping[str, int]) -> Mapping[str, int]:
@@ -756,6 +758,117 @@ class HardshipPolicy:
         return cls(**settings)  # type: ignore[arg-type]  # validate() checks every value
 
 
+# --- Payments: waterfall, minimum payment, autopay retries, broken plans, refund approval -------
+
+MAX_RETRY_DAYS = 60
+MAX_AUTOPAY_RETRIES = 10
+
+
+def _sequence(value: object) -> object:
+    # Stored as a JSON list; kept as a tuple so the policy stays frozen (anything else is left
+    # for problems() to name).
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+@dataclass(frozen=True)
+class PaymentsPolicy:
+    """The payments section of the policy."""
+
+    waterfall: tuple[str, ...] = ("fees", "interest", "principal")
+    """The order a payment pays the components of the balance: each component once."""
+    minimum_payment: Mapping[str, int] = field(default_factory=lambda: _money(10000, 2000, 2000))
+    """Per currency, the smallest payment accepted, unless it pays off the whole balance; a currency
+    not listed has no minimum."""
+    autopay_retry_days: tuple[int, ...] = (1, 3, 7)
+    """After a failed autopay on the due date, try again this many days after the due date
+    (strictly increasing, 1 to 60; empty: no retries)."""
+    plan_break_consecutive_misses: int = 2
+    """A plan breaks when this many instalments in a row are missed."""
+    plan_break_overdue_days: int = 30
+    """A plan breaks when a missed instalment is unpaid this many days after its due date."""
+    refund_second_approval_above: Mapping[str, int] = field(
+        default_factory=lambda: _money(100000, 20000, 20000)
+    )
+    """Per currency, a refund above this needs a second approver; in a currency not listed, every
+    refund does."""
+
+    def __post_init__(self) -> None:
+        for name in ("waterfall", "autopay_retry_days"):
+            object.__setattr__(self, name, _sequence(getattr(self, name)))
+        for name in ("minimum_payment", "refund_second_approval_above"):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                object.__setattr__(self, name, _frozen(value))
+
+    def __hash__(self) -> int:
+        return hash(tuple(_hashable(getattr(self, f.name)) for f in fields(self)))
+
+    @property
+    def waterfall_components(self) -> tuple[Component, ...]:
+        """The waterfall as components (for a validated policy)."""
+        return tuple(Component(name) for name in self.waterfall)
+
+    def validate(self) -> list[str]:
+        """The waterfall names each component once, retries fall on rising days, the break rules
+        and the amount tables are sound."""
+        problems = self._waterfall_problems() + self._retry_problems()
+        problems += _amount_table_problems("payments.minimum_payment", self.minimum_payment)
+        problems += _amount_table_problems(
+            "payments.refund_second_approval_above", self.refund_second_approval_above
+        )
+        problems += _range_problem(
+            "payments.plan_break_consecutive_misses", self.plan_break_consecutive_misses, 1, 12
+        )
+        problems += _range_problem("payments.plan_break_overdue_days", self.plan_break_overdue_days, 1, 365)
+        return problems
+
+    def _waterfall_problems(self) -> list[str]:
+        names = [str(component) for component in Component]
+        waterfall = self.waterfall
+        if (
+            not isinstance(waterfall, tuple)
+            or not all(isinstance(name, str) for name in waterfall)
+            or sorted(map(str, waterfall)) != sorted(names)
+        ):
+            return [f"payments.waterfall must list each of {', '.join(names)} exactly once."]
+        return []
+
+    def _retry_problems(self) -> list[str]:
+        days = self.autopay_retry_days
+        where = "payments.autopay_retry_days"
+        if not isinstance(days, tuple) or not all(map(_is_whole, days)):
+            return [f"{where} must be a list of whole days."]
+        problems: list[str] = []
+        if len(days) > MAX_AUTOPAY_RETRIES:
+            problems.append(f"{where} can have at most {MAX_AUTOPAY_RETRIES} retries.")
+        if any(not 1 <= day <= MAX_RETRY_DAYS for day in days):
+            problems.append(f"{where} must each be from 1 to {MAX_RETRY_DAYS} days after the due date.")
+        if any(later <= earlier for earlier, later in pairwise(days)):
+            problems.append(f"{where} must rise from each retry to the next.")
+        return problems
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON values: lists for the waterfall and retry days."""
+        data: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Mapping):
+                data[f.name] = dict(value)
+            elif isinstance(value, tuple):
+                data[f.name] = [str(item) if isinstance(item, str) else item for item in value]
+            else:
+                data[f.name] = value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: object) -> PaymentsPolicy:
+        """Build the section from stored values; a missing setting takes its default, an unknown
+        one refuses the policy."""
+        return cls(**_settings(data, "payments", (f.name for f in fields(cls))))  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class Policy:
     """The thresholds and amounts an admin sets; all day counts are days past due."""
@@ -777,6 +890,7 @@ class Policy:
     home_visit_from_dpd: int = 91
     legal_review_dpd: int = 120
     hardship: HardshipPolicy = field(default_factory=HardshipPolicy)
+    payments: PaymentsPolicy = field(default_factory=PaymentsPolicy)
 
     def __post_init__(self) -> None:
         # Copy the caller's dicts so later edits to them cannot change a policy in force.
@@ -798,7 +912,13 @@ class Policy:
     def validate(self) -> list[str]:
         """A policy is usable only if the stages follow each other and every fee is known and capped."""
         # Each check assumes the ones before it passed, so stop at the first that finds problems.
-        for check in (self._day_problems, self._amount_problems, self._cap_problems, self._hardship_problems):
+        for check in (
+            self._day_problems,
+            self._amount_problems,
+            self._cap_problems,
+            self._hardship_problems,
+            self._payments_problems,
+        ):
             problems = check()
             if problems:
                 return problems
@@ -806,7 +926,7 @@ class Policy:
 
     def _day_problems(self) -> list[str]:
         problems: list[str] = []
-        for name in (f.name for f in fields(self) if f.name not in (*_MONEY_FIELDS, "hardship")):
+        for name in (f.name for f in fields(self) if f.name not in (*_MONEY_FIELDS, *_SECTIONS)):
             value = getattr(self, name)
             # A grace of zero days is a legitimate (strict) choice; a threshold of zero is not,
             # because day zero is the due date itself.
@@ -855,12 +975,17 @@ class Policy:
             return ["hardship must be a hardship section."]
         return self.hardship.validate()
 
+    def _payments_problems(self) -> list[str]:
+        if not isinstance(self.payments, PaymentsPolicy):
+            return ["payments must be a payments section."]
+        return self.payments.validate()
+
     def to_dict(self) -> dict[str, object]:
         """The policy as plain JSON-ready values."""
         data: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, HardshipPolicy):
+            if isinstance(value, HardshipPolicy | PaymentsPolicy):
                 data[f.name] = value.to_dict()
             else:
                 data[f.name] = dict(value) if isinstance(value, Mapping) else value
@@ -881,6 +1006,8 @@ class Policy:
         settings = dict(data)
         if "hardship" in settings:
             settings["hardship"] = HardshipPolicy.from_dict(settings["hardship"])
+        if "payments" in settings:
+            settings["payments"] = PaymentsPolicy.from_dict(settings["payments"])
         policy = cls(**settings)  # type: ignore[arg-type]  # validate() checks every value's type
         problems = policy.validate()
         if problems:

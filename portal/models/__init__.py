@@ -14,6 +14,17 @@ from portal.models.hardship import (
 )
 from portal.models.messages import OutboundMessage
 from portal.models.parties import Borrower, Creditor
+from portal.models.payments import (
+    AutopayMandate,
+    CreditEntry,
+    Dispute,
+    Payment,
+    Refund,
+    SavedCard,
+    StripeCustomer,
+    StripeEvent,
+    SuspenseItem,
+)
 from portal.models.policy import PolicyVersion
 from portal.models.signin import SigninAttempt, SigninCode
 from portal.models.staff import StaffUser
@@ -24,20 +35,29 @@ __all__ = [
     "Agreement",
     "AgreementEvent",
     "AuditEvent",
+    "AutopayMandate",
     "Borrower",
     "BudgetLine",
     "CaseMessage",
     "CaseNote",
+    "CreditEntry",
     "Creditor",
+    "Dispute",
     "EvidenceFile",
     "HardshipCase",
     "LedgerEntry",
     "Offer",
     "OutboundMessage",
+    "Payment",
     "Plan",
     "PlanInstalment",
     "PolicyVersion",
+    "Refund",
+    "SavedCard",
     "SigninAttempt",
     "SigninCode",
     "StaffUser",
+    "StripeCustomer",
+    "StripeEvent",
+    "SuspenseItem",
 ]

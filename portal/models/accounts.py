@@ -33,6 +33,7 @@ class Account(Base):
         CheckConstraint("principal_balance >= 0", name="principal_not_negative"),
         CheckConstraint("interest_balance >= 0", name="interest_not_negative"),
         CheckConstraint("fees_balance >= 0", name="fees_not_negative"),
+        CheckConstraint("credit_balance >= 0", name="credit_not_negative"),
         CheckConstraint("dpd >= 0", name="dpd_not_negative"),
         CheckConstraint("overdue_amount >= 0", name="overdue_not_negative"),
         CheckConstraint("next_due_amount >= 0", name="next_due_not_negative"),
@@ -59,6 +60,8 @@ class Account(Base):
     principal_balance: Mapped[int] = mapped_column(BigInteger, default=0)
     interest_balance: Mapped[int] = mapped_column(BigInteger, default=0)
     fees_balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Held for the borrower beyond the whole debt (an over-payment); the sum of its credit entries.
+    credit_balance: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     dpd: Mapped[int] = mapped_column(default=0)
     stage: Mapped[str] = mapped_column(String(16), default=Stage.CURRENT.value)
     status: Mapped[str] = mapped_column(String(16), default="open")

@@ -120,6 +120,9 @@ class Plan(Base):
     total: Mapped[int] = mapped_column(BigInteger)
     grace_days: Mapped[int]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    completed_on: Mapped[dt.date | None] = mapped_column(Date)
+    broken_on: Mapped[dt.date | None] = mapped_column(Date)
+    break_reason: Mapped[str | None] = mapped_column(String(32))
     version: Mapped[int] = mapped_column(default=1)
 
     __mapper_args__ = {"version_id_col": version}
@@ -143,3 +146,10 @@ class PlanInstalment(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     paid_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[str] = mapped_column(String(8), default="due")
+    paid_on: Mapped[dt.date | None] = mapped_column(Date)
+    missed_on: Mapped[dt.date | None] = mapped_column(Date)
+    """The day the daily run found it unpaid after the grace days (it stays owed)."""
+
+    @property
+    def outstanding(self) -> int:
+        return self.amount - self.paid_amount

@@ -10,11 +10,13 @@ from hypothesis import strategies as st
 from workflows.access import Role
 from workflows.affordability import COST_CATEGORIES
 from workflows.errors import DomainError
+from workflows.money import DEFAULT_WATERFALL, Component
 from workflows.policy import (
     AUTHORITY_LADDER,
     DEFAULT_POLICY,
     AuthorityLimit,
     HardshipPolicy,
+    PaymentsPolicy,
     Policy,
     PriorityWeights,
     ReferenceAmount,
@@ -536,3 +538,116 @@ def test_access_does_not_import_the_policy_so_the_policy_may_import_roles() -> N
         for alias in node.names
     }
     assert not {name for name in imported if name.startswith("workflows")}
+
+
+# --- The payments section ---------------------------------------------------------------------
+
+
+@st.composite
+def payments_sections(draw: st.DrawFn) -> PaymentsPolicy:
+    currencies = draw(st.lists(st.sampled_from(_CURRENCIES), unique=True))
+    money = st.integers(min_value=0, max_value=10**9)
+    retry_days = st.lists(st.integers(min_value=1, max_value=60), unique=True, max_size=10).map(sorted)
+    return PaymentsPolicy(
+        waterfall=tuple(draw(st.permutations([str(c) for c in Component]))),
+        minimum_payment={c: draw(money) for c in currencies},
+        autopay_retry_days=tuple(draw(retry_days)),
+        plan_break_consecutive_misses=draw(st.integers(min_value=1, max_value=12)),
+        plan_break_overdue_days=draw(st.integers(min_value=1, max_value=365)),
+        refund_second_approval_above={c: draw(money) for c in currencies},
+    )
+
+
+def test_default_payments_follow_the_design() -> None:
+    payments = DEFAULT_POLICY.payments
+    assert payments.validate() == []
+    assert payments.waterfall_components == DEFAULT_WATERFALL
+    assert payments.minimum_payment == {"CNY": 10000, "USD": 2000, "EUR": 2000}
+    assert payments.autopay_retry_days == (1, 3, 7)
+    assert (payments.plan_break_consecutive_misses, payments.plan_break_overdue_days) == (2, 30)
+    assert payments.refund_second_approval_above == {"CNY": 100000, "USD": 20000, "EUR": 20000}
+
+
+@given(payments_sections())
+def test_payments_section_round_trips_through_json(payments: PaymentsPolicy) -> None:
+    policy = Policy(payments=payments)
+    assert policy.validate() == []
+    data = json.loads(json.dumps(policy.to_dict()))
+    assert data == policy.to_dict()
+    restored = Policy.from_dict(data)
+    assert restored == policy
+    assert hash(restored) == hash(policy)
+    assert isinstance(restored.payments.waterfall, tuple)
+    assert isinstance(restored.payments.autopay_retry_days, tuple)
+    assert [str(c) for c in restored.payments.waterfall_components] == list(payments.waterfall)
+
+
+def test_payments_to_dict_uses_plain_json_values() -> None:
+    data = DEFAULT_POLICY.payments.to_dict()
+    assert data["waterfall"] == ["fees", "interest", "principal"]
+    assert all(type(name) is str for name in data["waterfall"])  # type: ignore[attr-defined]
+    assert data["autopay_retry_days"] == [1, 3, 7]
+    assert data["minimum_payment"] == {"CNY": 10000, "USD": 2000, "EUR": 2000}
+    components = PaymentsPolicy(waterfall=(Component.PRINCIPAL, Component.INTEREST, Component.FEES))  # type: ignore[arg-type]
+    assert components.to_dict()["waterfall"] == ["principal", "interest", "fees"]
+
+
+def test_stored_policy_without_a_payments_section_takes_the_defaults() -> None:
+    data = DEFAULT_POLICY.to_dict()
+    del data["payments"]
+    assert Policy.from_dict(data) == DEFAULT_POLICY
+    partial = Policy.from_dict({"payments": {"autopay_retry_days": [2, 5]}})
+    assert partial.payments == PaymentsPolicy(autopay_retry_days=(2, 5))
+    assert partial.payments.waterfall_components == DEFAULT_WATERFALL
+
+
+def test_payments_section_cannot_be_changed_after_the_fact() -> None:
+    minimum = {"CNY": 100}
+    policy = Policy(payments=PaymentsPolicy(minimum_payment=minimum))
+    minimum["CNY"] = 10**9
+    assert policy.payments.minimum_payment["CNY"] == 100
+    with pytest.raises(TypeError):
+        policy.payments.refund_second_approval_above["CNY"] = 0  # type: ignore[index]
+    assert hash(policy) != hash(DEFAULT_POLICY)
+    assert policy != DEFAULT_POLICY
+
+
+@pytest.mark.parametrize(
+    ("payments", "named"),
+    [
+        ({"waterfall": ["fees", "interest"]}, "payments.waterfall must list each of"),
+        ({"waterfall": ["fees", "fees", "principal"]}, "payments.waterfall must list each of"),
+        ({"waterfall": ["fees", "interest", "principal", "costs"]}, "payments.waterfall must list each of"),
+        ({"waterfall": "fees,interest,principal"}, "payments.waterfall must list each of"),
+        ({"waterfall": [1, 2, 3]}, "payments.waterfall must list each of"),
+        ({"autopay_retry_days": [3, 1]}, "payments.autopay_retry_days must rise"),
+        ({"autopay_retry_days": [1, 1]}, "payments.autopay_retry_days must rise"),
+        ({"autopay_retry_days": [0, 3]}, "payments.autopay_retry_days must each be from 1 to 60"),
+        ({"autopay_retry_days": [1, 61]}, "payments.autopay_retry_days must each be from 1 to 60"),
+        ({"autopay_retry_days": [1.5]}, "payments.autopay_retry_days must be a list of whole days"),
+        ({"autopay_retry_days": 3}, "payments.autopay_retry_days must be a list of whole days"),
+        ({"autopay_retry_days": list(range(1, 12))}, "at most 10 retries"),
+        ({"plan_break_consecutive_misses": 0}, "payments.plan_break_consecutive_misses"),
+        ({"plan_break_consecutive_misses": 13}, "payments.plan_break_consecutive_misses"),
+        ({"plan_break_overdue_days": 0}, "payments.plan_break_overdue_days"),
+        ({"plan_break_overdue_days": 366}, "payments.plan_break_overdue_days"),
+        ({"minimum_payment": {"XYZ": 100}}, "payments.minimum_payment"),
+        ({"minimum_payment": {"CNY": -1}}, "payments.minimum_payment"),
+        ({"refund_second_approval_above": {"CNY": 1.5}}, "payments.refund_second_approval_above"),
+        ({"dispute_fee": {"CNY": 1500}}, "payments.dispute_fee"),
+    ],
+)
+def test_bad_payments_settings_refuse_the_policy_with_a_clear_problem(
+    payments: dict[str, object], named: str
+) -> None:
+    with pytest.raises(DomainError) as raised:
+        Policy.from_dict({"payments": payments})
+    assert raised.value.code == "policy_invalid"
+    assert named in str(raised.value)
+
+
+def test_a_payments_section_of_the_wrong_shape_refuses_the_policy() -> None:
+    with pytest.raises(DomainError) as raised:
+        Policy.from_dict({"payments": ["fees"]})
+    assert "payments must be a set of named settings" in str(raised.value)
+    assert Policy(payments="none").validate() == ["payments must be a payments section."]  # type: ignore[arg-type]
