@@ -95,12 +95,17 @@ def ledger_verify() -> None:
     """Prove every account's cached balance equals the sum of its ledger entries."""
     with db.session_scope() as session:
         problems = ledger_service.discrepancies(session)
-    if not problems:
-        click.echo("Ledger verified: every cached balance equals its ledger.")
+        credit = ledger_service.credit_discrepancies(session)
+    if not problems and not credit:
+        click.echo("Ledger verified: every cached balance and credit balance equals its entries.")
         return
     for p in problems[:100]:
         click.echo(f"account {p.account_id}: cached {p.cached} but ledger {p.ledger}", err=True)
-    raise click.ClickException(f"{len(problems)} account(s) differ from their ledger.")
+    for c in credit[:100]:
+        click.echo(
+            f"account {c.account_id}: credit balance {c.cached} but credit entries {c.entries}", err=True
+        )
+    raise click.ClickException(f"{len(problems) + len(credit)} account(s) differ from their entries.")
 
 
 def init_app(app: Flask) -> None:

@@ -76,9 +76,12 @@ def verify_ledger_nightly() -> int:
 
     with _app_context(), db.session_scope() as session:
         problems = ledger.discrepancies(session)
+        credit = ledger.credit_discrepancies(session)
     for p in problems:
         log.error("ledger mismatch on account %s: cached %s, ledger %s", p.account_id, p.cached, p.ledger)
-    return len(problems)
+    for c in credit:
+        log.error("credit mismatch on account %s: cached %s, entries %s", c.account_id, c.cached, c.entries)
+    return len(problems) + len(credit)
 
 
 @huey.periodic_task(crontab(minute="5"))

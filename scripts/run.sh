@@ -9,6 +9,19 @@ export ACCORD_ENV="${ACCORD_ENV:-development}"
 port="${ACCORD_PORT:-5000}"
 flask=(.venv/bin/flask --app wsgi)
 
+# Online payments against a local Stripe stand-in unless real keys are configured.
+stripe_pid=""
+if [ -z "${ACCORD_STRIPE_SECRET_KEY:-}" ]; then
+  stripe_port="${ACCORD_LOCALSTRIPE_PORT:-8420}"
+  .venv/bin/python scripts/localstripe_server.py --port "$stripe_port" &
+  stripe_pid=$!
+  export ACCORD_STRIPE_SECRET_KEY="sk_test_accord_demo"
+  export ACCORD_STRIPE_PUBLISHABLE_KEY="pk_test_accord_demo"
+  export ACCORD_STRIPE_WEBHOOK_SECRET="whsec_accord_demo"
+  export ACCORD_STRIPE_API_BASE="http://127.0.0.1:$stripe_port"
+  export ACCORD_STRIPE_JS_URL="http://127.0.0.1:$stripe_port/js.stripe.com/v3/"
+fi
+
 "${flask[@]}" db upgrade
 "${flask[@]}" demo seed
 
@@ -16,12 +29,18 @@ flask=(.venv/bin/flask --app wsgi)
 consumer=$!
 .venv/bin/gunicorn -w 2 -b "127.0.0.1:$port" --access-logfile - wsgi:app &
 web=$!
-trap 'kill "$web" "$consumer" 2>/dev/null; wait "$web" "$consumer" 2>/dev/null' EXIT INT TERM
+trap 'kill "$web" "$consumer" $stripe_pid 2>/dev/null; wait "$web" "$consumer" $stripe_pid 2>/dev/null' EXIT INT TERM
 
 for _ in $(seq 50); do
   curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
   sleep 0.2
 done
+if [ -n "$stripe_pid" ]; then
+  # localstripe keeps webhook registrations in memory: register Accord's endpoint at each start.
+  curl -fsS -X POST "$ACCORD_STRIPE_API_BASE/_config/webhooks/accord" -H 'Content-Type: application/json' \
+    -d "{\"url\": \"http://127.0.0.1:$port/webhooks/stripe\", \"secret\": \"$ACCORD_STRIPE_WEBHOOK_SECRET\"}" \
+    >/dev/null && echo "==> localstripe on $ACCORD_STRIPE_API_BASE (test card 4242 4242 4242 4242; 3-D Secure 4000 0025 0000 3155)"
+fi
 cat <<MSG
 
   Accord is running:  http://127.0.0.1:$port/

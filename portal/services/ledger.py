@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
-from portal.models import Account, LedgerEntry
+from portal.models import Account, CreditEntry, LedgerEntry
 from portal.services import audit
 from portal.services.audit import Actor
 from workflows.ledger import EntryKind, Posting, apply_postings
@@ -127,3 +127,27 @@ def discrepancies(session: Session) -> list[Discrepancy]:
         )
         for row in session.execute(stmt)
     ]
+
+
+@dataclass(frozen=True)
+class CreditDiscrepancy:
+    account_id: int
+    cached: int
+    entries: int
+
+
+def credit_discrepancies(session: Session) -> list[CreditDiscrepancy]:
+    """Every account whose credit balance differs from the sum of its credit entries."""
+    sums = (
+        select(CreditEntry.account_id.label("account_id"), func.sum(CreditEntry.amount).label("total"))
+        .group_by(CreditEntry.account_id)
+        .subquery()
+    )
+    total = func.coalesce(sums.c.total, 0)
+    stmt = (
+        select(Account.id, Account.credit_balance, total)
+        .outerjoin(sums, sums.c.account_id == Account.id)
+        .where(Account.credit_balance != total)
+        .order_by(Account.id)
+    )
+    return [CreditDiscrepancy(row[0], row[1], row[2]) for row in session.execute(stmt)]

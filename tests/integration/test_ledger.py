@@ -7,7 +7,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from portal.models import Account, AuditEvent, LedgerEntry
+from portal.models import Account, AuditEvent, CreditEntry, LedgerEntry
 from portal.services import ledger
 from portal.services.audit import SYSTEM
 from tests import factories
@@ -144,3 +144,20 @@ def test_ledger_verify_command_reports_mismatches_and_fails(app, session: Sessio
     assert bad.exit_code == 1
     assert f"account {account.id}" in bad.output
     assert session.scalar(select(func.count()).select_from(LedgerEntry)) > 0
+
+
+def test_verification_finds_a_credit_balance_that_differs_from_its_entries(session: Session) -> None:
+    account = factories.account(session, principal=1_000)
+    session.add(
+        CreditEntry(
+            account_id=account.id, amount=250, cause="test:credit", effective_on=dt.date(2026, 11, 30)
+        )
+    )
+    session.execute(update(Account).where(Account.id == account.id).values(credit_balance=250))
+    session.commit()
+    assert account.id not in {c.account_id for c in ledger.credit_discrepancies(session)}
+
+    session.execute(update(Account).where(Account.id == account.id).values(credit_balance=300))
+    session.commit()
+    found = [c for c in ledger.credit_discrepancies(session) if c.account_id == account.id]
+    assert found == [ledger.CreditDiscrepancy(account.id, 300, 250)]
