@@ -112,6 +112,8 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "DESK_COUNTS_SECONDS": _int("DESK_COUNTS_SECONDS", 30),
         # The policy in force is kept this many seconds per worker (0: read on every request).
         "POLICY_CACHE_SECONDS": _int("POLICY_CACHE_SECONDS", 60),
+        # The address borrowers reach Accord at, for links in messages sent outside a request.
+        "PUBLIC_URL": _env("PUBLIC_URL", "http://127.0.0.1:5000"),
         # Stripe: real keys talk to Stripe; the demo and the tests point the SDK at a local
         # localstripe (ACCORD_STRIPE_API_BASE) and load its Stripe.js (ACCORD_STRIPE_JS_URL).
         # Two webhook secrets, comma-separated, may be active while one is being rotated.

@@ -113,6 +113,37 @@ MESSAGES = {
     "waiver_exceeds_balance": _l("The account changed since the offer was made. Please contact us."),
     "no_contact": _l("We hold no phone number or e-mail address to send a code to. Please contact us."),
     "offer_terms_invalid": _l("These terms do not work on this account: %(reason)s."),
+    # Paying online (the amounts in these messages are formatted by the view)
+    "amount_missing": _l("Enter the amount you want to pay."),
+    "amount_not_positive": _l("The amount must be more than zero."),
+    "amount_above_balance": _l("The amount cannot be more than your whole balance, %(maximum)s."),
+    "amount_below_minimum": _l("The amount must be at least %(minimum)s."),
+    "payment_choice_invalid": _l("Choose one of the listed options."),
+    "account_not_payable": _l("This account cannot be paid online. Please contact us."),
+    "payment_unknown": _l("This payment was not found."),
+    "payment_not_open": _l("This payment has already been sent."),
+    "payment_outdated": _l("Your balance changed since you started this payment. Please start again."),
+    "payment_unavailable": _l(
+        "We could not reach the card processor. Please do not pay again: check this payment in a few minutes."
+    ),
+    "card_missing": _l("Enter your card details or choose a saved card."),
+    "card_unknown": _l("This card was not found. Choose another card."),
+    "card_setup_invalid": _l("Your card could not be set up. Please enter it again."),
+    "autopay_no_plan": _l("Automatic payments are only for a repayment plan in force."),
+    "autopay_plan_unknown": _l("This repayment plan is not in force."),
+    "autopay_consent_missing": _l("Tick the box to agree to automatic payments."),
+    "consent_changed": _l("The terms shown have changed. Please read them again and agree."),
+    "receipt_not_ready": _l("There is no receipt for this payment yet."),
+    # Refunds (finance)
+    "refund_not_positive": _l("A refund must be more than zero."),
+    "refund_too_large": _l("At most %(refundable)s of this payment can be refunded."),
+    "refund_reason_required": _l("Write why this refund is made, in at most %(maximum)s characters."),
+    "refund_payment_not_recorded": _l("Only a payment that is recorded as received can be refunded."),
+    "refund_unknown": _l("This refund was not found."),
+    "refund_not_awaiting": _l("This refund is no longer awaiting approval."),
+    "refund_own_request": _l("Nobody may approve their own refund: another finance user must."),
+    "refund_refused": _l("Stripe refused this refund. Nothing was refunded."),
+    "refund_not_sent": _l("Stripe could not be reached. The refund is kept and will be sent again."),
 }
 
 

@@ -28,10 +28,13 @@ def _currency_pattern(locale_name: str) -> tuple[Locale, NumberPattern]:
 
 
 def _locale_name() -> str:
-    name = g.get("_accord_locale")
-    if name is None:
-        name = g._accord_locale = str(get_locale())
-    return str(name)
+    # Kept per request, but checked against the locale in force: inside force_locale (a message
+    # in the borrower's own language) the name must follow, and the page's return after it.
+    locale = get_locale()
+    cached = g.get("_accord_locale")
+    if cached is None or cached[0] is not locale:
+        cached = g._accord_locale = (locale, str(locale))
+    return str(cached[1])
 
 
 def money(amount: int, currency: str) -> str:
@@ -55,10 +58,7 @@ def date(value: dt.date | None, fmt: str = "medium") -> str:
 
 
 def _translations() -> Any:
-    translations = g.get("_accord_translations")
-    if translations is None:
-        translations = g._accord_translations = get_translations()
-    return translations
+    return get_translations()  # flask-babel keeps them per request and per force_locale
 
 
 def utc_and_local(moment: dt.datetime | None, zone: Any) -> str:

@@ -175,3 +175,4 @@ def statement_print(account_id: int) -> Any:
 
 from portal.borrower import agreements as _agreements  # noqa: E402, F401  (registers the agreement routes on bp)
 from portal.borrower import hardship as _hardship  # noqa: E402, F401  (registers the hardship routes on bp)
+from portal.borrower import payments as _payments  # noqa: E402, F401  (registers the payment routes on bp)

@@ -38,6 +38,7 @@ from portal.migrations import alembic_config
 from portal.models import Account, Borrower, HardshipCase, OutboundMessage, StaffUser
 from portal.services import demo
 from portal.tasks import huey
+from tests.stripe_support import LocalStripe, start_localstripe, stripe_config
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -115,13 +116,24 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def e2e_localstripe() -> Iterator[LocalStripe]:
+    """localstripe for the live server: its API, and the fake Stripe.js the card page loads."""
+    server = start_localstripe()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    tmp_path_factory: pytest.TempPathFactory, e2e_localstripe: LocalStripe
+) -> Iterator[LiveServer]:
     workdir = tmp_path_factory.mktemp("e2e")
     url = f"sqlite:///{workdir / 'accord-e2e.db'}"
     command.upgrade(alembic_config(url), "head")
 
     app = create_app(
         {
+            **stripe_config(e2e_localstripe),
             "ACCORD_ENV": "test",
             "DATABASE_URL": url,
             "SECRET_KEY": "e2e-secret-key-not-for-production",

@@ -15,7 +15,9 @@ from werkzeug.routing import Rule
 
 from portal import create_app
 from portal.integrations.storage import storage_from_config
+from portal.models import Plan, SavedCard
 from portal.services import agreements as agreements_service
+from portal.services import checkout
 from portal.services import hardship as hardship_service
 from tests import factories
 from tests.conftest import sign_in
@@ -38,6 +40,8 @@ PUBLIC_ENDPOINTS = {
     "borrower.signout",
     "borrower.signout_everywhere",
 }
+# Authenticated by a signature on the body instead of a session: the only routes without CSRF.
+SIGNED_ENDPOINTS = {"webhooks.stripe_event"}
 STAFF_BLUEPRINTS = ("staff.", "admin.")
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 # The routes are known before the database fixtures exist, so parametrisation lists them by name.
@@ -63,7 +67,7 @@ def _method(rule: Rule) -> str:
 def test_every_route_is_public_by_intent_borrower_only_or_staff_with_a_permission(
     rule: Rule, app: Flask
 ) -> None:
-    if rule.endpoint in PUBLIC_ENDPOINTS:
+    if rule.endpoint in PUBLIC_ENDPOINTS | SIGNED_ENDPOINTS:
         return
     view = app.view_functions[rule.endpoint]
     if rule.endpoint.startswith("borrower."):
@@ -77,7 +81,27 @@ def test_every_route_is_public_by_intent_borrower_only_or_staff_with_a_permissio
     )
 
 
-STATE_RULES = [r for r in RULES if (r.methods or set()) & STATE_CHANGING]
+STATE_RULES = [
+    r for r in RULES if (r.methods or set()) & STATE_CHANGING and r.endpoint not in SIGNED_ENDPOINTS
+]
+
+
+@pytest.mark.parametrize("endpoint", sorted(SIGNED_ENDPOINTS))
+def test_routes_without_csrf_refuse_a_request_without_a_valid_signature(
+    endpoint: str, app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", True)
+    rule = next(r for r in RULES if r.endpoint == endpoint)
+    unsigned = client.open(_url(rule), method=_method(rule), data=b"{}", content_type="application/json")
+    assert unsigned.status_code == 400
+    forged = client.open(
+        _url(rule),
+        method=_method(rule),
+        data=b"{}",
+        content_type="application/json",
+        headers={"Stripe-Signature": "t=1,v1=deadbeef"},
+    )
+    assert forged.status_code == 400
 
 
 @pytest.mark.parametrize("rule", STATE_RULES, ids=lambda r: r.endpoint)
@@ -144,7 +168,30 @@ def _borrower_world(session, app: Flask):  # type: ignore[no-untyped-def]
     hardship_service.accept(session, account.borrower, case.id, offer.id)
     agreement = agreements_service.latest_for_case(session, case.id)
     assert agreement is not None and agreement.status == "ready"
+    # Paying online: a payment just started, a saved card, and a plan in force (for autopay).
+    payment = checkout.start(session, account.borrower, account.id, "balance", None, "en")
+    card = SavedCard(
+        borrower_id=account.borrower_id,
+        payment_method_id=f"pm_routes_{account.id}",
+        brand="visa",
+        last4="4242",
+        exp_month=12,
+        exp_year=2030,
+    )
+    plan = Plan(
+        account_id=account.id,
+        hardship_case_id=case.id,
+        agreement_id=agreement.id,
+        currency=account.currency,
+        total=90_000,
+        grace_days=5,
+    )
+    session.add_all([card, plan])
+    session.commit()
     return {
+        "payment_id": payment.id,
+        "card_id": card.id,
+        "plan_id": plan.id,
         "agreement_id": agreement.id,
         "account_id": account.id,
         "case_id": case.id,
