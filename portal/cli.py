@@ -21,6 +21,7 @@ from workflows.errors import DomainError
 db_cli = AppGroup("db", help="Database schema (Alembic).")
 demo_cli = AppGroup("demo", help="Demo data for development.")
 ledger_cli = AppGroup("ledger", help="Ledger checks.")
+payments_cli = AppGroup("payments", help="Autopay, missed instalments and Stripe catch-up.")
 
 
 @db_cli.command("upgrade")
@@ -108,6 +109,54 @@ def ledger_verify() -> None:
     raise click.ClickException(f"{len(problems) + len(credit)} account(s) differ from their entries.")
 
 
+def _stripe_client():  # type: ignore[no-untyped-def]
+    from portal.integrations.stripe_gateway import StripeNotConfiguredError, client_from_config
+
+    try:
+        return client_from_config(current_app.config)
+    except StripeNotConfiguredError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _day(value: dt.date | None) -> dt.date:
+    from portal.services.hardship import desk_today
+
+    return value or desk_today()
+
+
+@payments_cli.command("autopay")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Run as of this day (default: today).")
+def payments_autopay(day: dt.datetime | None) -> None:
+    """Charge the autopay instalments due (and retries), finishing any a crash left."""
+    from portal.services import autopay
+
+    with db.session_scope() as session:
+        report = autopay.run(session, _stripe_client(), _day(day.date() if day else None))
+    click.echo(f"Autopay: {report.summary()}.")
+
+
+@payments_cli.command("check-plans")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Run as of this day (default: today).")
+def payments_check_plans(day: dt.datetime | None) -> None:
+    """Mark instalments missed after their grace days and break plans by policy."""
+    from portal.services import autopay
+
+    with db.session_scope() as session:
+        report = autopay.check_plans(session, _day(day.date() if day else None))
+    click.echo(f"Plans: {report.summary()}.")
+
+
+@payments_cli.command("catch-up")
+def payments_catch_up() -> None:
+    """Process recent Stripe events the webhook missed (running it twice changes nothing)."""
+    from portal.services import payments
+
+    with db.session_scope() as session:
+        counts = payments.catch_up(session, _stripe_client())
+    shown = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no events"
+    click.echo(f"Stripe catch-up: {shown}.")
+
+
 def init_app(app: Flask) -> None:
-    for group in (db_cli, demo_cli, ledger_cli):
+    for group in (db_cli, demo_cli, ledger_cli, payments_cli):
         app.cli.add_command(group)

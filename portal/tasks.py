@@ -126,3 +126,47 @@ def expire_unsigned_agreements_hourly() -> int:
 
     with _app_context(), db.session_scope() as session:
         return agreements.expire_unsigned(session)
+
+
+@huey.periodic_task(crontab(hour="1", minute="10"))
+def check_plans_daily() -> int:
+    """Every night: instalments past their grace days are missed; plans broken by policy end."""
+    from portal.extensions import db
+    from portal.services import autopay
+    from portal.services.hardship import desk_today
+
+    with _app_context(), db.session_scope() as session:
+        report = autopay.check_plans(session, desk_today())
+    log.info("plan check: %s", report.summary())
+    return report.broken
+
+
+@huey.periodic_task(crontab(hour="6", minute="0"))
+def autopay_daily() -> int:
+    """Every morning: charge the instalments due today (and retries) on their saved cards."""
+    from portal.extensions import db
+    from portal.integrations.stripe_gateway import client_from_config, is_configured
+    from portal.services import autopay
+    from portal.services.hardship import desk_today
+
+    with _app_context() as app, db.session_scope() as session:
+        if not is_configured(app.config):
+            log.warning("autopay skipped: Stripe is not configured")
+            return 0
+        report = autopay.run(session, client_from_config(app.config), desk_today())
+    log.info("autopay: %s", report.summary())
+    return report.succeeded
+
+
+@huey.periodic_task(crontab(minute="*/15"))
+def stripe_catch_up() -> int:
+    """Every 15 minutes: Stripe events a webhook outage missed go through the same handler."""
+    from portal.extensions import db
+    from portal.integrations.stripe_gateway import client_from_config, is_configured
+    from portal.services import payments
+
+    with _app_context() as app, db.session_scope() as session:
+        if not is_configured(app.config):
+            return 0
+        counts = payments.catch_up(session, client_from_config(app.config))
+    return sum(n for outcome, n in counts.items() if outcome != "known")

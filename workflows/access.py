@@ -27,6 +27,9 @@ class Permission(StrEnum):
     """Work the negotiation queue: claim, decide within authority, counter, ask, reject."""
     SUPERVISE_CASES = "supervise_cases"
     """Second approvals, reassigning cases, the queue's health."""
+    MANAGE_PAYMENTS = "manage_payments"
+    """See every payment, refund, dispute and suspense item; ask for and approve refunds (a
+    refund above the policy's threshold needs a second person holding this permission)."""
 
 
 # Only the roles that talk to borrowers see their personal data unmasked; an admin manages
@@ -45,8 +48,10 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
             }
         ),
         Role.COLLECTOR: frozenset({Permission.VIEW_ACCOUNTS, Permission.REVEAL_PERSONAL_DATA}),
-        Role.FINANCE: frozenset({Permission.VIEW_ACCOUNTS}),
-        Role.ADMIN: frozenset({Permission.VIEW_ACCOUNTS, Permission.MANAGE_STAFF}),
+        Role.FINANCE: frozenset({Permission.VIEW_ACCOUNTS, Permission.MANAGE_PAYMENTS}),
+        Role.ADMIN: frozenset(
+            {Permission.VIEW_ACCOUNTS, Permission.MANAGE_STAFF, Permission.MANAGE_PAYMENTS}
+        ),
     }
 )
 

@@ -94,4 +94,5 @@ def sign_out_everywhere() -> Any:
 
 from portal.staff import agreements as _agreements  # noqa: E402, F401  (registers the agreement downloads and voiding on bp)
 from portal.staff import desk as _desk  # noqa: E402, F401  (registers the negotiation desk's routes on bp)
+from portal.staff import finance as _finance  # noqa: E402, F401  (registers the finance pages on bp)
 from portal.staff import supervisor as _supervisor  # noqa: E402, F401  (registers the supervisor view on bp)

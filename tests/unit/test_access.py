@@ -37,6 +37,12 @@ def test_only_admins_manage_staff() -> None:
     assert can("admin", Permission.MANAGE_STAFF)
 
 
+def test_only_finance_and_admins_manage_payments_and_refunds() -> None:
+    assert roles_with(Permission.MANAGE_PAYMENTS) == {Role.FINANCE, Role.ADMIN}
+    assert not can(Role.AGENT, Permission.MANAGE_PAYMENTS)
+    assert not can(Role.COLLECTOR, Permission.MANAGE_PAYMENTS)
+
+
 @pytest.mark.parametrize("role", ["", "root", "Admin", "borrower"])
 def test_an_unknown_role_may_do_nothing(role: str) -> None:
     assert not any(can(role, permission) for permission in Permission)
