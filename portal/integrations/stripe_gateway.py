@@ -70,7 +70,8 @@ def verify_event(
             return stripe.Webhook.construct_event(text, signature_header, secret, tolerance=tolerance)
         except stripe.SignatureVerificationError:
             continue
-        except ValueError as exc:
+        except (ValueError, AttributeError, TypeError) as exc:
+            # Signed, but not a JSON object (the SDK fails on a list or a bare value).
             raise DomainError("webhook_payload", "The payload is not a Stripe event.") from exc
     raise DomainError("webhook_signature", "No signature matches.")
 

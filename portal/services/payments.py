@@ -45,9 +45,11 @@ from portal.services import audit, ledger
 from portal.services import policy as policy_service
 from portal.services.audit import SYSTEM
 from portal.services.hardship import desk_today
+from workflows.delinquency import stage_for
 from workflows.ledger import EntryKind, Posting
 from workflows.money import Component, OpenInstalment, allocate_payment
 from workflows.payments import InstalmentState, plan_completed, reversal_split
+from workflows.policy import Policy, Stage
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +268,7 @@ def _record_success(session: Session, payment: Payment, pi: Mapping[str, Any]) -
         )
     if allocation.credit:
         _post_credit(session, account, allocation.credit, cause, today)
+    _reduce_overdue(session, account, allocation.applied, policy)
     by_id = {row.id: row for row in open_rows}
     for instalment_id, amount in allocation.instalments.items():
         row = by_id[instalment_id]
@@ -308,6 +311,22 @@ def _record_success(session: Session, payment: Payment, pi: Mapping[str, Any]) -
     _sync_reversal(session, payment, cause=f"payment:{pi['id']}:waiting")
     notice = receipt_notice(payment)
     return Outcome("applied", [notice] if notice else [])
+
+
+def _reduce_overdue(session: Session, account: Account, applied: int, policy: Policy) -> None:
+    """What was paid comes off the overdue part first; once nothing is overdue the account is
+    current again (the daily run recomputes both from the lender's schedule)."""
+    before = {"overdue_amount": account.overdue_amount, "dpd": account.dpd, "stage": account.stage}
+    account.overdue_amount = max(0, account.overdue_amount - applied)
+    if account.overdue_amount == 0 and account.stage not in (Stage.LEGAL, Stage.CHARGED_OFF):
+        account.oldest_unpaid_due_on = None
+        account.dpd = 0
+        account.stage = stage_for(0, policy).value
+    after = {"overdue_amount": account.overdue_amount, "dpd": account.dpd, "stage": account.stage}
+    if after != before:
+        audit.record(
+            session, SYSTEM, "account.overdue_paid", "account", account.id, before=before, after=after
+        )
 
 
 def _post_credit(session: Session, account: Account, amount: int, cause: str, today: dt.date) -> None:
@@ -423,7 +442,10 @@ def _sync_instalments(session: Session, payment: Payment, before: int, after: in
     instalments = {int(k): int(v) for k, v in ((payment.allocation or {}).get("instalments") or {}).items()}
     if not instalments:
         return
-    old, new = reversal_split(before, instalments), reversal_split(after, instalments)
+    # What paid no instalment (beyond the plan's open instalments: more principal, or a credit)
+    # is a line too, so a reversal of the whole payment fits and each instalment loses its share.
+    lines: dict[int | None, int] = {**instalments, None: payment.amount - sum(instalments.values())}
+    old, new = reversal_split(before, lines), reversal_split(after, lines)
     rows = session.scalars(
         select(PlanInstalment).where(PlanInstalment.id.in_(instalments)).with_for_update()
     ).all()
@@ -566,8 +588,12 @@ def _apply_event(session: Session, event: Mapping[str, Any], client: stripe.Stri
         return Outcome(_combined(outcomes))
     payment = payment_for_charge(session, _id(obj.get("charge")), _id(obj.get("payment_intent")))
     if payment is None and client is not None and obj.get("charge"):
-        charge = client.v1.charges.retrieve(str(_id(obj["charge"])))
-        payment = payment_for_charge(session, None, _id(charge.get("payment_intent")))
+        try:
+            charge = client.v1.charges.retrieve(str(_id(obj["charge"])))
+        except stripe.InvalidRequestError:
+            charge = None  # Stripe knows no such charge: not ours (other errors: 500, Stripe retries)
+        if charge is not None:
+            payment = payment_for_charge(session, None, _id(charge.get("payment_intent")))
     if payment is None:
         return _unknown_reversal(session, obj)
     return record_dispute(session, obj, payment)

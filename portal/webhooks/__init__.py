@@ -36,7 +36,12 @@ def stripe_event():  # type: ignore[no-untyped-def]
             int(config["STRIPE_WEBHOOK_TOLERANCE_SECONDS"]),
         )
         event = json.loads(payload)
-        if not isinstance(event, dict) or not {"id", "type", "data"} <= event.keys():
+        if (
+            not isinstance(event, dict)
+            or not {"id", "type", "data"} <= event.keys()
+            or not isinstance(event["data"], dict)
+            or not isinstance(event["data"].get("object"), dict)
+        ):
             raise DomainError("webhook_payload", "The payload is not a Stripe event.")
     except (DomainError, ValueError) as exc:
         code = exc.code if isinstance(exc, DomainError) else "webhook_payload"
