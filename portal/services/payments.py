@@ -26,7 +26,7 @@ from typing import Any
 import stripe
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from portal.db import utcnow
 from portal.integrations.notify import Message
@@ -91,22 +91,32 @@ def _id(value: Any) -> str | None:
 
 
 def _lock_payment(session: Session, payment_id: int) -> Payment:
-    stmt = select(Payment).where(Payment.id == payment_id).with_for_update()
-    return session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
+    found = _locked(session, Payment.id == payment_id)
+    assert found is not None
+    return found
+
+
+def _locked(session: Session, *where: Any) -> Payment | None:
+    """The payment matching ``where``, row-locked (and reloaded) in one query."""
+    # The borrower comes along (the receipt is addressed to them); only the payment is locked.
+    stmt = (
+        select(Payment)
+        .options(joinedload(Payment.borrower, innerjoin=True))
+        .where(*where)
+        .with_for_update(of=Payment)
+    )
+    return session.execute(stmt.execution_options(populate_existing=True)).scalar_one_or_none()
 
 
 def find_payment(session: Session, payment_intent: Mapping[str, Any]) -> Payment | None:
     """The payment a PaymentIntent belongs to: by its id, or by the ``accord_payment`` metadata
     Accord puts on every PaymentIntent (for one created just before a crash)."""
-    pi_id = payment_intent.get("id")
-    payment = session.scalar(select(Payment.id).where(Payment.payment_intent_id == pi_id))
+    payment = _locked(session, Payment.payment_intent_id == str(payment_intent.get("id")))
     if payment is None:
         ours = (payment_intent.get("metadata") or {}).get("accord_payment")
         if ours and str(ours).isdigit():
-            payment = session.scalar(
-                select(Payment.id).where(Payment.id == int(ours), Payment.payment_intent_id.is_(None))
-            )
-    return None if payment is None else _lock_payment(session, payment)
+            payment = _locked(session, Payment.id == int(ours), Payment.payment_intent_id.is_(None))
+    return payment
 
 
 # --- PaymentIntents --------------------------------------------------------------------------------
@@ -360,12 +370,20 @@ def _lines(payment: Payment) -> dict[str, int]:
     return lines
 
 
+def _has_reversals(session: Session, payment_id: int) -> bool:
+    refunds = select(Refund.id).where(Refund.payment_id == payment_id)
+    disputes = select(Dispute.id).where(Dispute.payment_id == payment_id)
+    return session.scalar(select(refunds.union_all(disputes).exists())) or False
+
+
 def _sync_reversal(session: Session, payment: Payment, *, cause: str) -> None:
     """Move the ledger from the payment's current reversed amount to the one its refunds and
     disputes call for: reversal entries when more is reversed, restoring entries when less."""
     if payment.status != "succeeded":
         return  # waiting: applied once the payment is recorded
     session.flush()
+    if payment.reversed_amount == 0 and not _has_reversals(session, payment.id):
+        return  # the usual case, a payment nobody refunded or disputed: one query, not two
     session.refresh(payment, ["refunds", "disputes"])
     before, after = payment.reversed_amount, _reversal_target(payment)
     if before == after:
@@ -459,15 +477,10 @@ def _sync_instalments(session: Session, payment: Payment, before: int, after: in
 
 
 def payment_for_charge(session: Session, charge_id: str | None, pi_id: str | None) -> Payment | None:
-    if pi_id:
-        found = session.scalar(select(Payment.id).where(Payment.payment_intent_id == pi_id))
-        if found is not None:
-            return _lock_payment(session, found)
-    if charge_id:
-        found = session.scalar(select(Payment.id).where(Payment.charge_id == charge_id))
-        if found is not None:
-            return _lock_payment(session, found)
-    return None
+    found = _locked(session, Payment.payment_intent_id == pi_id) if pi_id else None
+    if found is None and charge_id:
+        found = _locked(session, Payment.charge_id == charge_id)
+    return found
 
 
 def record_refund(session: Session, refund: Mapping[str, Any], payment: Payment) -> Outcome:
