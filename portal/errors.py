@@ -144,6 +144,8 @@ MESSAGES = {
     "refund_own_request": _l("Nobody may approve their own refund: another finance user must."),
     "refund_refused": _l("Stripe refused this refund. Nothing was refunded."),
     "refund_not_sent": _l("Stripe could not be reached. The refund is kept and will be sent again."),
+    # Contact rules
+    "contact_refused": _l("The contact rules do not allow this contact now."),
 }
 
 
@@ -161,6 +163,44 @@ COUNTER_PROBLEMS = {
     "too_little_to_repay": _l("too little is left to repay in every instalment"),
     "waiver_above_balance": _l("more would be waived than is owed"),
 }
+
+
+# Why the contact rules refuse a contact (workflows.contact_policy.RefusalCode), for staff.
+CONTACT_REFUSALS = {
+    "cease_contact": _l("The borrower asked us to stop contacting them."),
+    "dispute_open": _l("The borrower disputes this debt: no contact until the dispute is resolved."),
+    "opted_out": _l("The borrower opted out of %(channel)s."),
+    "party_not_allowed": _l("These rules do not allow contact with a %(party)s."),
+    "third_party_too_early": _l(
+        "Third parties may be contacted only after %(required)s failed attempts in a row to reach the"
+        " borrower; so far %(in_a_row)s."
+    ),
+    "home_visit_needs_two": _l("A home visit needs at least %(required)s collectors, not %(collectors)s."),
+    "collectors_not_identified": _l("Collectors on a home visit must identify themselves."),
+    "missing_opt_out": _l("Every %(channel)s message must include a way to opt out."),
+    "outside_hours": _l(
+        "It is %(local_time)s for the borrower (%(time_zone)s); %(channel)s is allowed %(window)s only."
+    ),
+    "daily_call_cap": _l("%(made)s calls already today to this number; at most %(cap)s a day."),
+    "weekly_call_cap": _l("%(made)s calls already in the last 7 days; at most %(cap)s."),
+    "after_conversation": _l("No call within %(days)s days after a conversation (the last was %(at)s)."),
+    "unreasonable_demand": _l(
+        "Asking for %(demand)s within %(deadline_days)s days is more than the borrower can afford by then."
+    ),
+    "breathing_space": _l("A breathing space pauses collection contact until %(until)s."),
+}
+
+
+def contact_refusal_message(refusal: Any) -> str:
+    """One reason the contact rules gave, in the staff member's language."""
+    template = CONTACT_REFUSALS.get(str(refusal.code))
+    if template is None:
+        return str(refusal.message) if hasattr(refusal, "message") else str(refusal.code)
+    params = dict(refusal.params)
+    try:
+        return str(template) % params if params else str(template)
+    except (KeyError, TypeError, ValueError):
+        return str(template)
 
 
 def user_message(error: DomainError) -> str:

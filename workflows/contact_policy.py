@@ -503,6 +503,8 @@ class RefusalCode(StrEnum):
     WEEKLY_CALL_CAP = "weekly_call_cap"
     AFTER_CONVERSATION = "after_conversation"
     UNREASONABLE_DEMAND = "unreasonable_demand"
+    BREATHING_SPACE = "breathing_space"
+    """A breathing space that pauses contact is running (the portal adds it; the pack does not)."""
 
 
 TIME_BOUND = frozenset(
@@ -540,6 +542,7 @@ _MESSAGES: Mapping[RefusalCode, str] = MappingProxyType(
         RefusalCode.AFTER_CONVERSATION: (
             "No call within {days} days after a conversation (the last was {at})."
         ),
+        RefusalCode.BREATHING_SPACE: "A breathing space pauses collection contact until {until}.",
         RefusalCode.UNREASONABLE_DEMAND: (
             "Asking for {demand} of a {balance} balance within {deadline_days} days is more than the"
             " borrower can afford by then ({affordable_by_deadline}): allow at least {min_days} days"
