@@ -14,6 +14,13 @@ from portal.models.collections import (
     PromiseToPay,
     StageHistory,
 )
+from portal.models.finance import (
+    DayClose,
+    ReconciliationException,
+    ReconciliationRun,
+    StripeBalanceTxn,
+    StripeImport,
+)
 from portal.models.hardship import (
     AccountPause,
     BudgetLine,
@@ -57,6 +64,7 @@ __all__ = [
     "ContactPreference",
     "CreditEntry",
     "Creditor",
+    "DayClose",
     "DebtDispute",
     "Dispute",
     "EvidenceFile",
@@ -71,13 +79,17 @@ __all__ = [
     "PlanInstalment",
     "PolicyVersion",
     "PromiseToPay",
+    "ReconciliationException",
+    "ReconciliationRun",
     "Refund",
     "SavedCard",
     "SigninAttempt",
     "SigninCode",
     "StaffUser",
     "StageHistory",
+    "StripeBalanceTxn",
     "StripeCustomer",
     "StripeEvent",
+    "StripeImport",
     "SuspenseItem",
 ]
