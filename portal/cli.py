@@ -152,9 +152,14 @@ def payments_catch_up() -> None:
     from portal.services import payments
 
     with db.session_scope() as session:
-        counts = payments.catch_up(session, _stripe_client())
+        client = _stripe_client()
+        counts = payments.catch_up(session, client)
+        recovered = payments.recover_stuck(session, client)
     shown = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no events"
     click.echo(f"Stripe catch-up: {shown}.")
+    if recovered:
+        stuck = ", ".join(f"{n} {outcome}" for outcome, n in sorted(recovered.items()))
+        click.echo(f"Payments left in flight: {stuck}.")
 
 
 def init_app(app: Flask) -> None:

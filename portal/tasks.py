@@ -168,5 +168,7 @@ def stripe_catch_up() -> int:
     with _app_context() as app, db.session_scope() as session:
         if not is_configured(app.config):
             return 0
-        counts = payments.catch_up(session, client_from_config(app.config))
-    return sum(n for outcome, n in counts.items() if outcome != "known")
+        client = client_from_config(app.config)
+        counts = payments.catch_up(session, client)
+        recovered = payments.recover_stuck(session, client)
+    return sum(n for outcome, n in counts.items() if outcome != "known") + sum(recovered.values())

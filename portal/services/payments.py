@@ -699,6 +699,78 @@ def catch_up(session: Session, client: stripe.StripeClient, *, pages: int = 10) 
     return counts
 
 
+STUCK_AFTER = dt.timedelta(minutes=10)
+
+
+def recover_stuck(
+    session: Session, client: stripe.StripeClient, *, stale_after: dt.timedelta = STUCK_AFTER, pages: int = 10
+) -> dict[str, int]:
+    """Borrower payments left in ``submitting`` without a PaymentIntent id — Stripe unreachable,
+    or a crash between its answer and storing it. The PaymentIntent Stripe has for one (found by
+    its ``accord_payment`` metadata) is recorded; without one the payment failed and nothing was
+    taken: no charge is made once the borrower has left. (A PaymentIntent found later still
+    records it: ``failed`` is not final.) Autopay has its own recovery (portal.services.autopay)."""
+    cutoff = utcnow() - stale_after
+    stuck = session.scalars(
+        select(Payment.id).where(
+            Payment.origin == "borrower",
+            Payment.status == "submitting",
+            Payment.payment_intent_id.is_(None),
+            Payment.updated_at <= cutoff,
+        )
+    ).all()
+    session.rollback()
+    counts: dict[str, int] = {}
+    if not stuck:
+        return counts
+    wanted = {str(payment_id) for payment_id in stuck}
+    found: dict[str, dict[str, Any]] = {}
+    starting_after: str | None = None
+    for _ in range(pages):
+        params: dict[str, Any] = {"limit": 100}
+        if starting_after:
+            params["starting_after"] = starting_after
+        page = client.v1.payment_intents.list(params=params)  # type: ignore[arg-type]
+        for intent in page.data:
+            data = intent.to_dict()
+            ours = (data.get("metadata") or {}).get("accord_payment")
+            if ours in wanted:
+                found[str(ours)] = data
+        if not page.data or not page.has_more or len(found) == len(wanted):
+            break
+        starting_after = page.data[-1].id
+    for payment_id in stuck:
+        payment = _lock_payment(session, payment_id)
+        if payment.status != "submitting" or payment.payment_intent_id is not None:
+            session.rollback()
+            continue
+        intent = found.get(str(payment_id))
+        if (
+            intent is not None
+            and intent.get("amount") == payment.amount
+            and str(intent.get("currency") or "").upper() == payment.currency
+        ):
+            outcome = record_payment_intent(session, intent)
+            counts["adopted"] = counts.get("adopted", 0) + 1
+        else:
+            payment.status, payment.failure_code = "failed", "not_submitted"
+            payment.failure_message = "Stripe was not reached; nothing was taken."
+            audit.record(
+                session,
+                SYSTEM,
+                "payment.failed",
+                "payment",
+                payment.id,
+                before={"status": "submitting"},
+                after={"status": "failed", "failure_code": "not_submitted"},
+            )
+            outcome = Outcome("applied")
+            counts["failed"] = counts.get("failed", 0) + 1
+        session.commit()
+        _send(outcome.notices)
+    return counts
+
+
 def _send(notices: Iterable[Message]) -> None:
     from portal.tasks import send_message
 

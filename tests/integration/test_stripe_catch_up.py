@@ -3,11 +3,14 @@ same handler; running it again changes nothing."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import stripe
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from portal.db import utcnow
 from portal.integrations.stripe_gateway import client_from_config
 from portal.models import LedgerEntry, Payment, StripeEvent, SuspenseItem
 from portal.services import payments
@@ -60,3 +63,29 @@ def test_catch_up_records_payments_whose_webhooks_were_lost_and_a_second_run_cha
     assert second["known"] == sum(first.values())
     assert session.scalar(select(func.count()).where(LedgerEntry.account_id == account.id)) == entries
     assert session.scalar(select(func.count()).select_from(SuspenseItem)) == 0
+
+
+def test_a_borrower_payment_stuck_in_flight_is_recorded_if_stripe_has_it_and_failed_if_not(
+    app: Flask, session: Session, localstripe: LocalStripe
+) -> None:
+    client = client_from_config(app.config)
+    account = factories.account(session, principal=500_000)
+    charged = new_payment(session, account, 12_000)
+    pi = _charge(client, charged)  # Stripe charged it; the answer never reached the database
+    never_sent = new_payment(session, account, 8_000)
+    fresh = new_payment(session, account, 5_000)  # still being sent: left alone
+    old = utcnow() - dt.timedelta(minutes=30)
+    session.execute(update(Payment).where(Payment.id.in_([charged.id, never_sent.id])).values(updated_at=old))
+    session.commit()
+
+    with app.app_context():
+        counts = payments.recover_stuck(session, client)
+    assert counts == {"adopted": 1, "failed": 1}
+    session.refresh(charged)
+    session.refresh(never_sent)
+    session.refresh(fresh)
+    assert (charged.status, charged.payment_intent_id) == ("succeeded", pi)
+    assert (never_sent.status, never_sent.failure_code) == ("failed", "not_submitted")
+    assert fresh.status == "submitting"
+    with app.app_context():
+        assert payments.recover_stuck(session, client) == {}
