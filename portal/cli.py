@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
 
 import click
 from alembic import command
@@ -22,6 +24,10 @@ db_cli = AppGroup("db", help="Database schema (Alembic).")
 demo_cli = AppGroup("demo", help="Demo data for development.")
 ledger_cli = AppGroup("ledger", help="Ledger checks.")
 payments_cli = AppGroup("payments", help="Autopay, missed instalments and Stripe catch-up.")
+finance_cli = AppGroup("finance", help="Stripe imports and reconciliation.")
+finance_import_cli = AppGroup("import", help="Import Stripe balance transactions (API or CSV).")
+finance_cli.add_command(finance_import_cli)
+collections_cli = AppGroup("collections", help="The daily collections run and strategy simulation.")
 
 
 @db_cli.command("upgrade")
@@ -162,6 +168,203 @@ def payments_catch_up() -> None:
         click.echo(f"Payments left in flight: {stuck}.")
 
 
+@finance_import_cli.command("api")
+@click.option("--pages", type=click.IntRange(min=1), help="Stop after N pages (the next run resumes).")
+def finance_import_api(pages: int | None) -> None:
+    """Read Stripe's balance transactions through the API (resumes an interrupted import)."""
+    from portal.services import stripe_import
+
+    with db.session_scope() as session, click.progressbar(length=0, label="Balance transactions") as bar:
+        run = stripe_import.import_from_api(session, _stripe_client(), limit_pages=pages, progress=bar.update)
+    click.echo()
+    click.echo(stripe_import.summary(run))
+    for line in list(stripe_import.problem_lines(run))[:50]:
+        click.echo(f"  {line}", err=True)
+
+
+@finance_import_cli.command("csv")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def finance_import_csv(path: Path) -> None:
+    """Import a CSV export of Stripe's balance or payout reconciliation report."""
+    from portal.services import stripe_import
+
+    size = path.stat().st_size
+    with db.session_scope() as session:
+        with click.progressbar(length=size, label=f"Reading {path.name}") as bar, path.open("rb") as stream:
+            data = stream.read()
+            bar.update(size)
+        run = stripe_import.import_csv(session, data, path.name)
+    click.echo(stripe_import.summary(run))
+    lines = list(stripe_import.problem_lines(run))
+    for line in lines[:100]:
+        click.echo(f"  {line}", err=True)
+    if len(lines) > 100:
+        click.echo(f"  … and {len(lines) - 100} more", err=True)
+    if run.status == "failed":
+        raise click.ClickException("The file was refused: nothing was imported.")
+
+
+@finance_cli.command("reconcile")
+@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First day (UTC).")
+@click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Last day (UTC).")
+def finance_reconcile(start: dt.datetime, end: dt.datetime) -> None:
+    """Match Stripe against the ledger for the days given; list what differs."""
+    from portal.services import reconciliation
+
+    with db.session_scope() as session:
+        try:
+            run = reconciliation.reconcile(session, start.date(), end.date())
+        except DomainError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(reconciliation.summary(run))
+
+
+finance_export_cli = AppGroup("export", help="CSV exports for the core banking system.")
+finance_cli.add_command(finance_export_cli)
+
+
+@finance_cli.command("close")
+@click.option("--day", "day", type=click.DateTime(["%Y-%m-%d"]), required=True, help="The business day.")
+@click.option("--currency", required=True, help="ISO currency code, e.g. CNY.")
+@click.option("--note", default=None, help="Why the day is closed with exceptions still open.")
+def finance_close_command(day: dt.datetime, currency: str, note: str | None) -> None:
+    """Close a past business day in one currency: figures frozen, report PDF stored."""
+    from portal.services import finance_close
+
+    with db.session_scope() as session:
+        try:
+            row = finance_close.close_day(session, day.date(), currency, None, note)
+        except DomainError as exc:
+            raise click.ClickException(str(exc)) from exc
+        figures = finance_close.frozen_figures(row)
+        net = figures.net if figures.net is not None else "unknown (Stripe fees not imported)"
+        click.echo(
+            f"Closed {row.day.isoformat()} {row.currency}: gross {figures.gross}, net {net} (minor units); "
+            f"{row.open_exceptions} open exception(s); report {row.report_key} sha256 {row.report_sha256}."
+        )
+
+
+def _export(
+    kind: str, first: dt.datetime, last: dt.datetime, currency: str | None, output: str | None
+) -> None:
+    from portal.services import finance_exports
+
+    try:
+        span = finance_exports.parse_range(first.date(), last.date(), currency)
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from exc
+    target = Path(output) if output else Path(finance_exports.filename(kind, span))
+    with db.session_scope() as session, target.open("w", encoding="utf-8", newline="") as handle:
+        chunks = (
+            finance_exports.postings_csv(session, span)
+            if kind == "postings"
+            else finance_exports.journal_csv(session, span)
+        )
+        for chunk in chunks:
+            handle.write(chunk)
+        if kind == "journal":
+            for code, (debit, credit) in finance_exports.journal_totals(session, span).items():
+                state = "balanced" if debit == credit else "NOT BALANCED"
+                click.echo(f"{code}: debits {debit}, credits {credit} (minor units): {state}")
+    click.echo(f"Wrote {target}.")
+
+
+_EXPORT_OPTIONS = (
+    click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]), required=True),
+    click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), required=True),
+    click.option("--currency", default=None, help="Only this currency (default: all)."),
+    click.option("--output", "-o", default=None, help="The file to write (default: a name from the range)."),
+)
+
+
+def _with_export_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(_EXPORT_OPTIONS):
+        command = option(command)
+    return command
+
+
+@finance_export_cli.command("postings")
+@_with_export_options
+def finance_export_postings(
+    first: dt.datetime, last: dt.datetime, currency: str | None, output: str | None
+) -> None:
+    """Ledger postings per account and component (business days FROM to TO, both included)."""
+    _export("postings", first, last, currency, output)
+
+
+@finance_export_cli.command("journal")
+@_with_export_options
+def finance_export_journal(
+    first: dt.datetime, last: dt.datetime, currency: str | None, output: str | None
+) -> None:
+    """The double-entry journal (business days FROM to TO, both included), with its totals."""
+    _export("journal", first, last, currency, output)
+
+
+@collections_cli.command("run")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Run for this day (default: today).")
+def collections_run_command(day: dt.datetime | None) -> None:
+    """DPD and stages, interest, late fees, instalments, promises and the day's actions; a rerun
+    changes nothing and an interrupted run resumes."""
+    from portal.services import collections_run
+
+    with db.session_scope() as session:
+        try:
+            report = collections_run.run(session, _day(day.date() if day else None))
+        except DomainError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(report.summary())
+    if report.steps_skipped:
+        click.echo(f"Already done before: {', '.join(report.steps_skipped)}.")
+
+
+@collections_cli.command("simulate")
+@click.option("--days", default=30, show_default=True, help="How many past days to replay.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="The last day (default: yesterday).")
+@click.option(
+    "--policy-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A policy (JSON, as stored) whose collections strategies are compared with the current ones.",
+)
+def collections_simulate(days: int, until: dt.datetime | None, policy_file: str | None) -> None:
+    """What a changed strategy would have produced on the last N days, against the current one."""
+    import json
+    from pathlib import Path
+
+    from portal.services import strategy_simulation
+    from workflows.policy import Policy
+
+    with db.session_scope() as session:
+        try:
+            if policy_file:
+                proposed = Policy.from_dict(json.loads(Path(policy_file).read_text(encoding="utf-8")))
+            else:
+                proposed = Policy()
+            report = strategy_simulation.simulate(
+                session, proposed, days=days, until=until.date() if until else None
+            )
+        except (DomainError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(report.table())
+
+
+@collections_cli.command("send")
+def collections_send() -> None:
+    """Send the collection messages whose time has come, as the contact rules allow now."""
+    from portal.services import collection_messages
+    from portal.tasks import send_message
+
+    with db.session_scope() as session:
+        report = collection_messages.dispatch(session)
+    for message in report.messages:
+        send_message(message.to_dict())
+    click.echo(report.summary())
+    if report.letter_batch:
+        click.echo(f"Letters: document {report.letter_batch}")
+    for reason, count in sorted(report.blocked_reasons.items()):
+        click.echo(f"  blocked, {reason}: {count}")
+
+
 def init_app(app: Flask) -> None:
-    for group in (db_cli, demo_cli, ledger_cli, payments_cli):
+    for group in (db_cli, demo_cli, ledger_cli, payments_cli, collections_cli, finance_cli):
         app.cli.add_command(group)

@@ -141,6 +141,35 @@ def check_plans_daily() -> int:
     return report.broken
 
 
+@huey.periodic_task(crontab(hour="1", minute="30"))
+def collections_run_daily() -> int:
+    """Every night: the day's collections run (DPD and stages, interest, late fees, instalments,
+    promises, actions). It resumes where a crashed attempt stopped and is a no-op once complete."""
+    from portal.extensions import db
+    from portal.services import collections_run
+    from portal.services.hardship import desk_today
+
+    with _app_context(), db.session_scope() as session:
+        report = collections_run.run(session, desk_today())
+    log.info("%s", report.summary())
+    return len(report.steps_run)
+
+
+@huey.periodic_task(crontab(minute="*/15"))
+def send_collection_messages() -> int:
+    """Every 15 minutes: the collection messages whose time has come go out (as the contact
+    rules allow at that moment); each text and e-mail is its own job, after the commit."""
+    from portal.extensions import db
+    from portal.services import collection_messages
+
+    with _app_context(), db.session_scope() as session:
+        report = collection_messages.dispatch(session)
+    for message in report.messages:
+        send_message(message.to_dict())
+    log.info("collection messages: %s", report.summary())
+    return report.sent + report.letters
+
+
 @huey.periodic_task(crontab(hour="6", minute="0"))
 def autopay_daily() -> int:
     """Every morning: charge the instalments due today (and retries) on their saved cards."""
@@ -172,3 +201,43 @@ def stripe_catch_up() -> int:
         counts = payments.catch_up(session, client)
         recovered = payments.recover_stuck(session, client)
     return sum(n for outcome, n in counts.items() if outcome != "known") + sum(recovered.values())
+
+
+@huey.task()
+def import_stripe_balance(staff_user_id: int | None = None) -> int:
+    """Import Stripe's balance transactions through the API (a finance user asked, or the
+    morning run); an interrupted import resumes. Returns how many were new."""
+    from portal.extensions import db
+    from portal.integrations.stripe_gateway import client_from_config, is_configured
+    from portal.models import StaffUser
+    from portal.services import stripe_import
+
+    with _app_context() as app, db.session_scope() as session:
+        if not is_configured(app.config):
+            log.warning("Stripe import skipped: Stripe is not configured")
+            return 0
+        user = session.get(StaffUser, staff_user_id) if staff_user_id else None
+        run = stripe_import.import_from_api(session, client_from_config(app.config), user=user)
+    log.info("%s", stripe_import.summary(run))
+    return int((run.counts or {}).get("new", 0))
+
+
+@huey.periodic_task(crontab(hour="7", minute="0"))
+def reconcile_daily() -> int:
+    """Every morning: import yesterday's Stripe activity and reconcile the last two days (a day
+    of Stripe activity can arrive late); returns the open exceptions found."""
+    import datetime as dt
+
+    from portal.extensions import db
+    from portal.integrations.stripe_gateway import is_configured
+    from portal.services import reconciliation
+    from portal.services.hardship import desk_today
+
+    with _app_context() as app:
+        if is_configured(app.config):
+            import_stripe_balance.call_local()
+        yesterday = desk_today() - dt.timedelta(days=1)
+        with db.session_scope() as session:
+            run = reconciliation.reconcile(session, yesterday - dt.timedelta(days=1), yesterday)
+    log.info("%s", reconciliation.summary(run))
+    return sum((run.counts or {}).get("exceptions", {}).values())

@@ -30,6 +30,11 @@ class Permission(StrEnum):
     MANAGE_PAYMENTS = "manage_payments"
     """See every payment, refund, dispute and suspense item; ask for and approve refunds (a
     refund above the policy's threshold needs a second person holding this permission)."""
+    WORK_COLLECTIONS = "work_collections"
+    """Work the collection lists: claim call tasks, log calls and promises to pay, plan and record
+    home visits, ask for a legal referral."""
+    SUPERVISE_COLLECTIONS = "supervise_collections"
+    """Approve or reject legal referrals (never one's own request)."""
 
 
 # Only the roles that talk to borrowers see their personal data unmasked; an admin manages
@@ -45,12 +50,22 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
                 Permission.REVEAL_PERSONAL_DATA,
                 Permission.WORK_CASES,
                 Permission.SUPERVISE_CASES,
+                Permission.WORK_COLLECTIONS,
+                Permission.SUPERVISE_COLLECTIONS,
             }
         ),
-        Role.COLLECTOR: frozenset({Permission.VIEW_ACCOUNTS, Permission.REVEAL_PERSONAL_DATA}),
+        Role.COLLECTOR: frozenset(
+            {Permission.VIEW_ACCOUNTS, Permission.REVEAL_PERSONAL_DATA, Permission.WORK_COLLECTIONS}
+        ),
         Role.FINANCE: frozenset({Permission.VIEW_ACCOUNTS, Permission.MANAGE_PAYMENTS}),
         Role.ADMIN: frozenset(
-            {Permission.VIEW_ACCOUNTS, Permission.MANAGE_STAFF, Permission.MANAGE_PAYMENTS}
+            {
+                Permission.VIEW_ACCOUNTS,
+                Permission.MANAGE_STAFF,
+                Permission.MANAGE_PAYMENTS,
+                Permission.WORK_COLLECTIONS,
+                Permission.SUPERVISE_COLLECTIONS,
+            }
         ),
     }
 )

@@ -14,6 +14,14 @@ from types import MappingProxyType
 
 from workflows.access import Role
 from workflows.affordability import COST_CATEGORIES, BudgetCategory
+from workflows.collections import (
+    StrategyStep,
+    default_strategies,
+    default_templates,
+    strategy_problems,
+    template_problems,
+)
+from workflows.contact_policy import PACKS as CONTACT_PACKS
 from workflows.errors import DomainError
 from workflows.money import CURRENCY_EXPONENTS, Component
 
@@ -28,7 +36,7 @@ class Stage(StrEnum):
 
 
 _MONEY_FIELDS = ("late_fee_amount", "late_fee_cap_per_account")
-_SECTIONS = ("hardship", "payments")
+_SECTIONS = ("hardship", "payments", "collections")
 
 
 def _frozen(values: Mapping[str, int]) -> Mapping[str, int]:
@@ -869,6 +877,101 @@ class PaymentsPolicy:
         return cls(**_settings(data, "payments", (f.name for f in fields(cls))))  # type: ignore[arg-type]
 
 
+# --- Collections: stage strategies as data, message templates, the contact rule pack -----------
+
+
+def _steps(value: object) -> object:
+    # Stored as a JSON list; kept as a tuple so the policy stays frozen.
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    return value
+
+
+@dataclass(frozen=True)
+class CollectionsPolicy:
+    """The collections section: per stage, which actions fall due on which days; the message
+    templates per language; and which contact rule pack gates every message and call."""
+
+    strategies: Mapping[str, tuple[StrategyStep, ...]] = field(default_factory=default_strategies)
+    """Stage -> steps; a stage left out has no automatic actions."""
+    templates: Mapping[str, Mapping[str, str]] = field(default_factory=default_templates)
+    """Template name -> language -> text with ``{placeholders}``."""
+    contact_rule_pack: str = "CN"
+    """The code of the `workflows.contact_policy` rule pack that applies."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.strategies, Mapping):
+            object.__setattr__(
+                self,
+                "strategies",
+                MappingProxyType({str(stage): _steps(steps) for stage, steps in self.strategies.items()}),
+            )
+        if isinstance(self.templates, Mapping):
+            object.__setattr__(
+                self,
+                "templates",
+                MappingProxyType(
+                    {
+                        key: MappingProxyType(dict(texts)) if isinstance(texts, Mapping) else texts
+                        for key, texts in self.templates.items()
+                    }
+                ),
+            )
+
+    def __hash__(self) -> int:
+        return hash(tuple(_hashable(getattr(self, f.name)) for f in fields(self)))
+
+    def validate(self) -> list[str]:
+        problems = template_problems(self.templates, "collections.templates")
+        problems += strategy_problems(self.strategies, self.templates, "collections.strategies")
+        if self.contact_rule_pack not in CONTACT_PACKS:
+            problems.append(
+                f"collections.contact_rule_pack must be one of {', '.join(sorted(CONTACT_PACKS))}."
+            )
+        return problems
+
+    def stage_range_problems(self, ranges: Mapping[str, tuple[int, int | None]]) -> list[str]:
+        """A step anchored on a day past due must fall inside its stage's days, or it never fires."""
+        problems: list[str] = []
+        for stage, steps in self.strategies.items():
+            low, high = ranges.get(stage, (0, None))
+            for step in steps:
+                if step.anchor != "dpd" or stage in ("legal", "charged_off"):
+                    continue
+                if step.day < low or (high is not None and step.day >= high):
+                    span = f"{low} and {high - 1}" if high is not None else f"{low} or more"
+                    problems.append(
+                        f"collections.strategies.{stage}.{step.key}.day {step.day} is outside the {stage}"
+                        f" stage (days past due {span}): it would never fire."
+                    )
+        return problems
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "strategies": {stage: [s.to_dict() for s in steps] for stage, steps in self.strategies.items()},
+            "templates": {key: dict(texts) for key, texts in self.templates.items()},
+            "contact_rule_pack": self.contact_rule_pack,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> CollectionsPolicy:
+        """Build the section from stored values; a missing setting takes its default, an unknown
+        one refuses the policy."""
+        settings = _settings(data, "collections", (f.name for f in fields(cls)))
+        if "strategies" in settings:
+            stages = _settings(settings["strategies"], "collections.strategies", map(str, Stage))
+            strategies: dict[str, tuple[StrategyStep, ...]] = {}
+            for stage, steps in stages.items():
+                if not isinstance(steps, list | tuple):
+                    raise _invalid(f"collections.strategies.{stage} must be a list of steps.")
+                strategies[stage] = tuple(
+                    StrategyStep.from_dict(step, f"collections.strategies.{stage}[{n}]")
+                    for n, step in enumerate(steps)
+                )
+            settings["strategies"] = strategies
+        return cls(**settings)  # type: ignore[arg-type]  # validate() checks every value
+
+
 @dataclass(frozen=True)
 class Policy:
     """The thresholds and amounts an admin sets; all day counts are days past due."""
@@ -891,6 +994,7 @@ class Policy:
     legal_review_dpd: int = 120
     hardship: HardshipPolicy = field(default_factory=HardshipPolicy)
     payments: PaymentsPolicy = field(default_factory=PaymentsPolicy)
+    collections: CollectionsPolicy = field(default_factory=CollectionsPolicy)
 
     def __post_init__(self) -> None:
         # Copy the caller's dicts so later edits to them cannot change a policy in force.
@@ -918,6 +1022,7 @@ class Policy:
             self._cap_problems,
             self._hardship_problems,
             self._payments_problems,
+            self._collections_problems,
         ):
             problems = check()
             if problems:
@@ -980,12 +1085,29 @@ class Policy:
             return ["payments must be a payments section."]
         return self.payments.validate()
 
+    def _collections_problems(self) -> list[str]:
+        if not isinstance(self.collections, CollectionsPolicy):
+            return ["collections must be a collections section."]
+        return self.collections.validate()
+
+    def collections_warnings(self) -> list[str]:
+        """Strategy steps that can never fire under these thresholds (a day past due outside its
+        stage): shown to the admin, not refused, so thresholds can move before the strategies."""
+        return self.collections.stage_range_problems(
+            {
+                "current": (0, self.early_from_dpd),
+                "early": (self.early_from_dpd, self.mid_from_dpd),
+                "mid": (self.mid_from_dpd, self.late_from_dpd),
+                "late": (self.late_from_dpd, self.charge_off_dpd),
+            }
+        )
+
     def to_dict(self) -> dict[str, object]:
         """The policy as plain JSON-ready values."""
         data: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, HardshipPolicy | PaymentsPolicy):
+            if isinstance(value, HardshipPolicy | PaymentsPolicy | CollectionsPolicy):
                 data[f.name] = value.to_dict()
             else:
                 data[f.name] = dict(value) if isinstance(value, Mapping) else value
@@ -1008,6 +1130,8 @@ class Policy:
             settings["hardship"] = HardshipPolicy.from_dict(settings["hardship"])
         if "payments" in settings:
             settings["payments"] = PaymentsPolicy.from_dict(settings["payments"])
+        if "collections" in settings:
+            settings["collections"] = CollectionsPolicy.from_dict(settings["collections"])
         policy = cls(**settings)  # type: ignore[arg-type]  # validate() checks every value's type
         problems = policy.validate()
         if problems:

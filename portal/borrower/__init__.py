@@ -16,7 +16,7 @@ from portal.borrower.forms import CodeForm, IdentifyForm
 from portal.errors import user_message
 from portal.extensions import db, limiter
 from portal.models import Borrower
-from portal.services import borrower_portal
+from portal.services import borrower_contact, borrower_portal
 from portal.services import borrower_signin as signin_service
 from portal.tasks import send_message
 from workflows.errors import DomainError
@@ -161,7 +161,8 @@ def account(account_id: int) -> Any:
     view = borrower_portal.account_view(db.session, current_user, account_id)
     if view is None:
         abort(404)
-    return render_template("borrower/account.html", view=view)
+    dispute = borrower_contact.latest_dispute(db.session, current_user, account_id)
+    return render_template("borrower/account.html", view=view, dispute=dispute)
 
 
 @bp.get("/accounts/<int:account_id>/statement")
@@ -174,5 +175,6 @@ def statement_print(account_id: int) -> Any:
 
 
 from portal.borrower import agreements as _agreements  # noqa: E402, F401  (registers the agreement routes on bp)
+from portal.borrower import contact as _contact  # noqa: E402, F401  (registers contact preferences and disputes on bp)
 from portal.borrower import hardship as _hardship  # noqa: E402, F401  (registers the hardship routes on bp)
 from portal.borrower import payments as _payments  # noqa: E402, F401  (registers the payment routes on bp)

@@ -15,7 +15,7 @@ from faker import Faker
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal.models import Account, Borrower, Creditor, HardshipCase, StaffUser
+from portal.models import Account, Borrower, CollectionAction, Creditor, HardshipCase, StaffUser
 from portal.services import audit, borrower_portal, hardship, ledger
 from portal.services import policy as policy_service
 from portal.services.audit import SYSTEM
@@ -97,7 +97,48 @@ def seed(session: Session, *, env: str, today: dt.date, borrowers: int = 300) ->
     staff_created = _seed_staff(session)
     session.commit()
     _seed_hardship_cases(session, creditor)
+    _seed_call_tasks(session, creditor, today)
     return SeedResult(made_borrowers, made_accounts, staff_created)
+
+
+DEMO_CALL_TASKS = 6
+"""Call tasks on mid- and late-stage accounts, so the collector's work list has work before the
+first daily run (the run creates the real ones; these carry their own rule key)."""
+
+
+def _seed_call_tasks(session: Session, creditor: Creditor, today: dt.date) -> None:
+    accounts = session.scalars(
+        select(Account)
+        .where(
+            Account.creditor_id == creditor.id,
+            Account.status == "open",
+            Account.stage.in_([Stage.MID.value, Stage.LATE.value]),
+        )
+        .order_by(Account.id)
+        .limit(DEMO_CALL_TASKS)
+    ).all()
+    have = set(
+        session.scalars(
+            select(CollectionAction.account_id).where(
+                CollectionAction.rule_key == "demo:call_task", CollectionAction.run_date == today
+            )
+        )
+    )
+    for account in accounts:
+        if account.id in have:
+            continue
+        session.add(
+            CollectionAction(
+                account_id=account.id,
+                run_date=today,
+                rule_key="demo:call_task",
+                kind="call_task",
+                channel="call",
+                stage=account.stage,
+                priority=account.dpd,
+            )
+        )
+    session.commit()
 
 
 DEMO_CASES = 8

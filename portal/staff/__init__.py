@@ -93,6 +93,10 @@ def sign_out_everywhere() -> Any:
 
 
 from portal.staff import agreements as _agreements  # noqa: E402, F401  (registers the agreement downloads and voiding on bp)
+from portal.staff import collections as _collections  # noqa: E402, F401  (registers the collector's workspace on bp)
 from portal.staff import desk as _desk  # noqa: E402, F401  (registers the negotiation desk's routes on bp)
+from portal.staff import disputes as _disputes  # noqa: E402, F401  (registers the disputes queue and decisions on bp)
 from portal.staff import finance as _finance  # noqa: E402, F401  (registers the finance pages on bp)
+from portal.staff import finance_reports as _finance_reports  # noqa: E402, F401  (registers the daily close, exports and dashboard on bp)
+from portal.staff import reconciliation as _reconciliation  # noqa: E402, F401  (registers the reconciliation pages on bp)
 from portal.staff import supervisor as _supervisor  # noqa: E402, F401  (registers the supervisor view on bp)

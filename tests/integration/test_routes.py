@@ -39,6 +39,7 @@ PUBLIC_ENDPOINTS = {
     "borrower.signin_resend",
     "borrower.signout",
     "borrower.signout_everywhere",
+    "borrower.opt_out",  # the link in a message: the signed token says who, no sign-in
 }
 # Authenticated by a signature on the body instead of a session: the only routes without CSRF.
 SIGNED_ENDPOINTS = {"webhooks.stripe_event"}

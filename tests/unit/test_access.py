@@ -43,6 +43,17 @@ def test_only_finance_and_admins_manage_payments_and_refunds() -> None:
     assert not can(Role.COLLECTOR, Permission.MANAGE_PAYMENTS)
 
 
+def test_collectors_supervisors_and_admins_work_collections() -> None:
+    assert roles_with(Permission.WORK_COLLECTIONS) == {Role.COLLECTOR, Role.SUPERVISOR, Role.ADMIN}
+    assert not can(Role.AGENT, Permission.WORK_COLLECTIONS)
+    assert not can(Role.FINANCE, Permission.WORK_COLLECTIONS)
+
+
+def test_only_supervisors_and_admins_decide_legal_referrals() -> None:
+    assert roles_with(Permission.SUPERVISE_COLLECTIONS) == {Role.SUPERVISOR, Role.ADMIN}
+    assert not can(Role.COLLECTOR, Permission.SUPERVISE_COLLECTIONS)
+
+
 @pytest.mark.parametrize("role", ["", "root", "Admin", "borrower"])
 def test_an_unknown_role_may_do_nothing(role: str) -> None:
     assert not any(can(role, permission) for permission in Permission)
