@@ -30,7 +30,7 @@ lines = st.builds(
     BudgetLine, st.sampled_from(list(BudgetCategory)), amounts, st.sampled_from(list(Frequency))
 )
 # Up to 40 lines of one category, each small enough that even weekly they stay under the policy's
-# monthly maximum together (40 × 5,000,000 × 52 / 12 < 1,000,000,000): a larger total is refused,
+# monthly maximum together (40 * 5,000,000 * 52 / 12 < 1,000,000,000): a larger total is refused,
 # which is tested on its own.
 budgets = st.lists(
     st.builds(
