@@ -24,6 +24,8 @@ fi
 
 "${flask[@]}" db upgrade
 "${flask[@]}" demo seed
+# Today's collections run (stages, interest, fees, the strategy's actions); a rerun changes nothing.
+"${flask[@]}" collections run
 
 .venv/bin/huey_consumer portal.tasks.huey -w 2 -k thread -m 1 -q &
 consumer=$!

@@ -461,3 +461,26 @@ def test_a_simulation_compares_a_changed_strategy_with_the_current_one_and_write
     assert _snapshot(session) == before
     with pytest.raises(DomainError):
         strategy_simulation.simulate(session, POLICY, days=0, until=last)
+
+
+def test_the_run_command_runs_a_day_and_a_second_time_changes_nothing(session: Session, app) -> None:  # type: ignore[no-untyped-def]
+    from portal.services.hardship import desk_today
+
+    account = factories.account(session, principal=200_000)
+    account.oldest_unpaid_due_on = desk_today() - dt.timedelta(days=12)
+    account.overdue_amount = 50_000
+    session.commit()
+    runner = app.test_cli_runner()
+    day = (desk_today() - dt.timedelta(days=1)).isoformat()
+    first = runner.invoke(args=["collections", "run", "--date", day])
+    assert first.exit_code == 0, first.output
+    entries = session.scalar(select(func.count()).where(LedgerEntry.account_id == account.id))
+    session.refresh(account)
+    assert (account.dpd, account.stage) == (11, "early")
+    again = runner.invoke(args=["collections", "run", "--date", day])
+    assert again.exit_code == 0, again.output
+    assert session.scalar(select(func.count()).where(LedgerEntry.account_id == account.id)) == entries
+    future = runner.invoke(
+        args=["collections", "run", "--date", (desk_today() + dt.timedelta(days=2)).isoformat()]
+    )
+    assert future.exit_code != 0
