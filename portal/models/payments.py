@@ -111,6 +111,7 @@ class Payment(Base):
         Index("ix_payment_status", "status", "updated_at"),
         Index("ix_payment_charge", "charge_id"),
         Index("ix_payment_instalment", "instalment_id", "attempt"),
+        Index("ix_payment_received", "received_on"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -60,9 +60,9 @@ def _date(name: str) -> dt.date | None:
 @requires(Permission.MANAGE_PAYMENTS)
 def finance_reconciliation() -> Any:
     kind = request.args.get("kind") if request.args.get("kind") in EXCEPTION_KINDS else None
-    status = (
-        request.args.get("status") if request.args.get("status") in reconciliation.STATUS_FILTERS else "open"
-    )
+    status = request.args.get("status", "open")
+    if status not in reconciliation.STATUS_FILTERS:
+        status = "open"
     page_no = request.args.get("page", "1")
     page = reconciliation.queue(
         db.session,
