@@ -7,7 +7,6 @@ Create Date: 2026-11-30 20:36:41.615705
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
 
 revision: str = "bb417b040014"
