@@ -178,7 +178,10 @@ def _post_entries(
     actor: Actor,
 ) -> tuple[int, int]:
     """INSERT … SELECT one entry per account matching ``where``, then move the cached balance
-    by exactly the entries just inserted (ids above the highest before), same transaction."""
+    by exactly the entries just inserted (ids above the highest before), same transaction.
+    (One statement — the UPDATE reading the INSERT's RETURNING in a CTE — was tried on
+    PostgreSQL: 53 to 55 s against 39 to 43 s for a million accounts; the planner cannot estimate a
+    CTE's rows and joins them row by row.)"""
     before = session.scalar(select(func.coalesce(func.max(L.c.id), 0))) or 0
     rows = select(
         A.c.id,
@@ -193,7 +196,8 @@ def _post_entries(
         _now(),
     ).where(*where)
     columns = ["account_id", "component", "kind", "amount", "cause", "memo", "actor_type", "actor_id"]
-    session.execute(insert(L).from_select([*columns, "effective_on", "posted_at"], rows), **_ROWCOUNT)
+    inserted = insert(L).from_select([*columns, "effective_on", "posted_at"], rows)
+    session.execute(inserted, **_ROWCOUNT)
     new = (
         select(L.c.account_id, L.c.amount)
         .where(L.c.id > before, L.c.effective_on == day, L.c.kind == kind, L.c.component == component)
@@ -301,6 +305,9 @@ def _late_fees(session: Session, day: dt.date, policy: Policy, actor: Actor) -> 
     if not currencies:
         return {"entries": 0, "amount": 0}
     grace = policy.late_fee_grace_days
+    fee_days = [d for d in range(grace, policy.charge_off_dpd, LATE_FEE_PERIOD_DAYS) if d >= max(grace, 1)]
+    if not fee_days:
+        return {"entries": 0, "amount": 0}
     amount = _by_currency(policy.late_fee_amount, currencies)
     cap = _by_currency(policy.late_fee_cap_per_account, currencies)
     since = A.c.dpd - grace
@@ -325,9 +332,9 @@ def _late_fees(session: Session, day: dt.date, policy: Policy, actor: Actor) -> 
             A.c.stage != "charged_off",
             A.c.oldest_unpaid_due_on.is_not(None),
             A.c.currency.in_(currencies),
-            A.c.dpd >= max(grace, 1),
-            A.c.dpd < policy.charge_off_dpd,
-            since % LATE_FEE_PERIOD_DAYS == 0,
+            # The days a fee falls due (grace, grace + 30, …): an IN list the (stage, dpd) index
+            # serves, instead of a remainder that makes the database read every overdue account.
+            A.c.dpd.in_(fee_days),
             ~_plan_active(),
             ~_pause(day, AccountPause.stops_fees),
             charged + amount <= cap,
