@@ -460,7 +460,7 @@ def _declined(
         elif error is not None and getattr(error, "charge", None):
             # localstripe names only the charge; the charge names its PaymentIntent.
             charge = client.v1.charges.retrieve(str(error.charge))
-            pi_id = payments_service._id(charge.to_dict().get("payment_intent"))
+            pi_id = payments_service.stripe_id(charge.to_dict().get("payment_intent"))
             if pi_id:
                 intent = client.v1.payment_intents.retrieve(pi_id).to_dict()
     except stripe.StripeError as lookup_error:

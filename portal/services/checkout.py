@@ -403,13 +403,6 @@ def _current(client: stripe.StripeClient, payment: Payment) -> ConfirmResult:
     return ConfirmResult(payment.status, secret)
 
 
-def _stripe_id(value: Any) -> str | None:
-    """An id, whether Stripe sent the reference as a string or expanded it into an object."""
-    if value is None or isinstance(value, str):
-        return value
-    return str(value["id"]) if value["id"] else None
-
-
 def _back_to_created(session: Session, borrower: Borrower, payment_id: int) -> None:
     """Nothing was asked of Stripe: the payment can be tried again."""
     payment = _lock(session, borrower, payment_id)
@@ -437,7 +430,7 @@ def _intent_after_card_error(client: stripe.StripeClient, error: stripe.CardErro
             return dict(pi)
         if body.get("charge"):
             charge = client.v1.charges.retrieve(str(body["charge"]))
-            pi_id = _stripe_id(charge["payment_intent"])
+            pi_id = payments_service.stripe_id(charge["payment_intent"])
             if pi_id:
                 return client.v1.payment_intents.retrieve(pi_id).to_dict()
     except stripe.StripeError:
@@ -549,13 +542,13 @@ def confirm(  # noqa: PLR0912, PLR0915  (one use case: lock, card, charge, recor
             intent = {}
         if (
             intent.get("status") != "succeeded"
-            or _stripe_id(intent.get("customer")) != customer_id
+            or payments_service.stripe_id(intent.get("customer")) != customer_id
             or (intent.get("metadata") or {}).get("accord_payment") not in (None, str(payment.id))
             or not intent.get("payment_method")
         ):
             _back_to_created(session, borrower, payment.id)
             raise DomainError("card_setup_invalid", "The card could not be set up. Please enter it again.")
-        method_id = str(_stripe_id(intent["payment_method"]))
+        method_id = str(payments_service.stripe_id(intent["payment_method"]))
 
     # 3. The PaymentIntent, confirmed at once; its key is the payment's, stored before this call.
     pi: dict[str, Any] | None

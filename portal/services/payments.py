@@ -81,13 +81,16 @@ class Outcome:
     notices: list[Message] = field(default_factory=list)
 
 
-def _id(value: Any) -> str | None:
-    """Stripe expands some references into objects (localstripe always does ``latest_charge``)."""
-    if value is None:
+def stripe_id(value: Any) -> str | None:
+    """The id Stripe gave as a reference: a string, or an expanded object (a dict, or the SDK's
+    StripeObject, which is not a Mapping) — localstripe always expands ``latest_charge``."""
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        found = value["id"]
+    except (KeyError, TypeError):
         return None
-    if isinstance(value, Mapping):
-        return str(value.get("id")) if value.get("id") else None
-    return str(value)
+    return str(found) if found else None
 
 
 def _lock_payment(session: Session, payment_id: int) -> Payment:
@@ -234,7 +237,7 @@ def _open_instalments(session: Session, account_id: int) -> tuple[Plan | None, l
 def _record_success(session: Session, payment: Payment, pi: Mapping[str, Any]) -> Outcome:
     received = int(pi.get("amount_received") or pi.get("amount") or 0)
     currency = str(pi.get("currency") or "").upper()
-    payment.charge_id = _id(pi.get("latest_charge")) or payment.charge_id
+    payment.charge_id = stripe_id(pi.get("latest_charge")) or payment.charge_id
     payment.amount_received = received
     payment.received_currency = currency
     before = payment.status
@@ -593,20 +596,20 @@ def _apply_event(session: Session, event: Mapping[str, Any], client: stripe.Stri
         refunds = (
             [obj] if kind == "charge.refund.updated" else list((obj.get("refunds") or {}).get("data") or [])
         )
-        charge_id = _id(obj.get("charge")) if kind == "charge.refund.updated" else str(obj["id"])
-        payment = payment_for_charge(session, charge_id, _id(obj.get("payment_intent")))
+        charge_id = stripe_id(obj.get("charge")) if kind == "charge.refund.updated" else str(obj["id"])
+        payment = payment_for_charge(session, charge_id, stripe_id(obj.get("payment_intent")))
         if payment is None:
             return _unknown_reversal(session, obj)
         outcomes = [record_refund(session, refund, payment).outcome for refund in refunds]
         return Outcome(_combined(outcomes))
-    payment = payment_for_charge(session, _id(obj.get("charge")), _id(obj.get("payment_intent")))
+    payment = payment_for_charge(session, stripe_id(obj.get("charge")), stripe_id(obj.get("payment_intent")))
     if payment is None and client is not None and obj.get("charge"):
         try:
-            charge = client.v1.charges.retrieve(str(_id(obj["charge"])))
+            charge = client.v1.charges.retrieve(str(stripe_id(obj["charge"])))
         except stripe.InvalidRequestError:
             charge = None  # Stripe knows no such charge: not ours (other errors: 500, Stripe retries)
         if charge is not None:
-            payment = payment_for_charge(session, None, _id(charge.get("payment_intent")))
+            payment = payment_for_charge(session, None, stripe_id(charge.get("payment_intent")))
     if payment is None:
         return _unknown_reversal(session, obj)
     return record_dispute(session, obj, payment)
@@ -649,7 +652,7 @@ def handle_event(
     row = StripeEvent(
         id=event_id,
         type=str(event["type"])[:64],
-        object_id=_id(obj)[:255] if isinstance(obj, Mapping) and obj.get("id") else None,
+        object_id=stripe_id(obj)[:255] if isinstance(obj, Mapping) and obj.get("id") else None,
         stripe_created=dt.datetime.fromtimestamp(int(event.get("created") or 0), dt.UTC),
         source=source,
         outcome="ignored",
