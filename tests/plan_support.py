@@ -29,11 +29,15 @@ def plan(
     due: Sequence[dt.date],
     *,
     amount: int = 30_000,
+    amounts: Sequence[int] | None = None,
     grace_days: int = 5,
     account: Account | None = None,
     language: str = "en",
 ) -> Plan:
-    """An active plan of ``len(due)`` instalments of ``amount`` on a new account (or ``account``)."""
+    """An active plan of ``len(due)`` instalments of ``amount`` (or of ``amounts``, one per due
+    date) on a new account (or ``account``), as signing an agreement leaves it."""
+    each = list(amounts) if amounts is not None else [amount] * len(due)
+    assert len(each) == len(due), "one amount per due date"
     if account is None:
         owner = factories.borrower(session, language=language)
         account = factories.account(session, principal=900_000, interest=30_000, fees=10_000, owner=owner)
@@ -57,13 +61,13 @@ def plan(
         hardship_case_id=case.id,
         agreement_id=agreement.id,
         currency=account.currency,
-        total=amount * len(due),
+        total=sum(each),
         grace_days=grace_days,
     )
     session.add(row)
     session.flush()
-    for number, due_on in enumerate(due, start=1):
-        session.add(PlanInstalment(plan_id=row.id, number=number, due_on=due_on, amount=amount))
+    for number, (due_on, value) in enumerate(zip(due, each, strict=True), start=1):
+        session.add(PlanInstalment(plan_id=row.id, number=number, due_on=due_on, amount=value))
     session.commit()
     session.refresh(row)
     return row

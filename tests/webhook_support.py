@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from portal.models import (
     Account,
-    Agreement,
     CreditEntry,
     LedgerEntry,
     Payment,
@@ -26,7 +25,7 @@ from portal.models import (
     StripeEvent,
     SuspenseItem,
 )
-from tests import factories
+from tests import plan_support
 
 
 def new_payment(
@@ -60,39 +59,9 @@ def new_payment(
 
 def active_plan(session: Session, account: Account, amounts: list[int]) -> Plan:
     """A signed plan in force on ``account`` with instalments of ``amounts``, a month apart."""
-    case = factories.hardship_case(session, account, state="active")
-    offer = factories.offer(session, case)
     today = dt.date.today()
-    agreement = Agreement(
-        hardship_case_id=case.id,
-        offer_id=offer.id,
-        borrower_id=account.borrower_id,
-        account_id=account.id,
-        status="signed",
-        language="en",
-        template_version="test",
-        facts={},
-        expires_on=today + dt.timedelta(days=14),
-    )
-    session.add(agreement)
-    session.flush()
-    plan = Plan(
-        account_id=account.id,
-        hardship_case_id=case.id,
-        agreement_id=agreement.id,
-        status="active",
-        currency=account.currency,
-        total=sum(amounts),
-        grace_days=5,
-    )
-    session.add(plan)
-    session.flush()
-    session.add_all(
-        PlanInstalment(plan_id=plan.id, number=n, due_on=today + dt.timedelta(days=30 * n), amount=amount)
-        for n, amount in enumerate(amounts, start=1)
-    )
-    session.commit()
-    return plan
+    due = [today + dt.timedelta(days=30 * n) for n in range(1, len(amounts) + 1)]
+    return plan_support.plan(session, due, amounts=amounts, account=account)
 
 
 # --- Stripe objects ---------------------------------------------------------------------------

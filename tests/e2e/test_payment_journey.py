@@ -19,16 +19,14 @@ from sqlalchemy import func, select
 from portal.extensions import db
 from portal.models import (
     Account,
-    Agreement,
     AutopayMandate,
     LedgerEntry,
     OutboundMessage,
     Payment,
-    Plan,
     PlanInstalment,
     SavedCard,
 )
-from tests import factories
+from tests import plan_support
 from tests.e2e.conftest import (
     AXE_REPORTS,
     BLOCKING_IMPACTS,
@@ -159,41 +157,9 @@ def _plan_for(server: LiveServer, account_id: int) -> int:
     with server.app.app_context(), db.session_scope() as session:
         account = session.get(Account, account_id)
         assert account is not None and account.total_balance > 3 * INSTALMENT
-        case = factories.hardship_case(session, account, state="active")
-        offer = factories.offer(session, case)
-        agreement = Agreement(
-            hardship_case_id=case.id,
-            offer_id=offer.id,
-            borrower_id=account.borrower_id,
-            account_id=account.id,
-            status="signed",
-            language="en",
-            template_version="e2e",
-            facts={},
-            expires_on=dt.date.today() + dt.timedelta(days=14),
-        )
-        session.add(agreement)
-        session.flush()
-        plan = Plan(
-            account_id=account.id,
-            hardship_case_id=case.id,
-            agreement_id=agreement.id,
-            status="active",
-            currency=account.currency,
-            total=3 * INSTALMENT,
-            grace_days=5,
-        )
-        session.add(plan)
-        session.flush()
         today = dt.date.today()
-        session.add_all(
-            PlanInstalment(
-                plan_id=plan.id, number=n, due_on=today + dt.timedelta(days=30 * (n - 1)), amount=INSTALMENT
-            )
-            for n in (1, 2, 3)
-        )
-        session.commit()
-        return plan.id
+        due = [today + dt.timedelta(days=30 * n) for n in range(3)]
+        return plan_support.plan(session, due, amount=INSTALMENT, account=account).id
 
 
 def _authenticate(page: Page) -> None:

@@ -28,7 +28,6 @@ from portal.integrations.stripe_gateway import client_from_config
 from portal.migrations import alembic_config
 from portal.models import (
     Account,
-    Agreement,
     AutopayMandate,
     Borrower,
     LedgerEntry,
@@ -40,7 +39,7 @@ from portal.models import (
     StripeCustomer,
 )
 from portal.services import checkout
-from tests import factories
+from tests import factories, plan_support
 from tests.conftest import _prepare_postgres, sign_in
 from tests.stripe_support import LocalStripe, stripe_config
 from workflows.errors import DomainError
@@ -68,42 +67,9 @@ def _debtor(session: Session, **fields: Any) -> Account:
 
 
 def _plan(session: Session, account: Account) -> Plan:
-    """A signed plan in force on the account: three monthly instalments of 300."""
-    case = factories.hardship_case(session, account, state="active")
-    offer = factories.offer(session, case)
-    agreement = Agreement(
-        hardship_case_id=case.id,
-        offer_id=offer.id,
-        borrower_id=account.borrower_id,
-        account_id=account.id,
-        status="signed",
-        language="en",
-        template_version="test",
-        facts={},
-        expires_on=dt.date.today() + dt.timedelta(days=14),
-    )
-    session.add(agreement)
-    session.flush()
-    plan = Plan(
-        account_id=account.id,
-        hardship_case_id=case.id,
-        agreement_id=agreement.id,
-        status="active",
-        currency=account.currency,
-        total=90_000,
-        grace_days=5,
-    )
-    session.add(plan)
-    session.flush()
+    """A signed plan in force on the account: three monthly instalments of 300, the first today."""
     today = dt.date.today()
-    session.add_all(
-        PlanInstalment(
-            plan_id=plan.id, number=n, due_on=today + dt.timedelta(days=30 * (n - 1)), amount=30_000
-        )
-        for n in (1, 2, 3)
-    )
-    session.commit()
-    return plan
+    return plan_support.plan(session, [today + dt.timedelta(days=30 * n) for n in range(3)], account=account)
 
 
 def _payments(session: Session) -> int:
