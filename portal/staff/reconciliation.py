@@ -260,7 +260,11 @@ def finance_reconciliation_import_api() -> Any:
     _checked_form()
     from portal.tasks import import_stripe_balance
 
-    import_stripe_balance(current_user.id)
+    user_id = current_user.id
+    # End this request's transaction first: the job has its own session, and on SQLite (where
+    # every transaction takes the write lock) an inline job would wait for this one.
+    db.session.rollback()
+    import_stripe_balance(user_id)
     flash(_("The import from Stripe has started. It appears below when it is done."), "info")
     return redirect(url_for("staff.finance_reconciliation"))
 
