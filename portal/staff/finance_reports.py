@@ -137,12 +137,24 @@ def _export(kind: str) -> Any:
     except DomainError as exc:
         flash(user_message(exc), "error")
         return redirect(url_for("staff.finance_exports_page"))
-    chunks = (
-        finance_exports.postings_csv(db.session, span)
-        if kind == "postings"
-        else finance_exports.journal_csv(db.session, span)
-    )
-    return _csv_response(chunks, finance_exports.filename(kind, span))
+    produce = finance_exports.postings_csv if kind == "postings" else finance_exports.journal_csv
+    # The request's own transaction ends here; the rows are read on a read-only connection of
+    # their own, closed when the download ends. A download the browser drops half-way leaves
+    # that connection to the garbage collector — on SQLite a plain BEGIN (WAL: writers go on),
+    # never the request's BEGIN IMMEDIATE, which would hold every writer back until then.
+    db.session.rollback()
+    factory = db.session_factory
+
+    def chunks() -> Iterator[str]:
+        session = factory()
+        try:
+            session.connection(execution_options={"read_only": True})
+            yield from produce(session, span)
+        finally:
+            session.rollback()
+            session.close()
+
+    return _csv_response(chunks(), finance_exports.filename(kind, span))
 
 
 @bp.get("/finance/exports/postings.csv")
@@ -190,6 +202,7 @@ def finance_dashboard_csv(dataset: str) -> Any:
     today = desk_today()
     board = finance_dashboard.dashboard(db.session, currency, today)
     rows = list(finance_dashboard.dataset_rows(board, dataset))
+    db.session.rollback()  # the figures are read; nothing holds the database while they stream
     return _csv_response(
         _rows_csv(rows), f"accord-{dataset.replace('_', '-')}-{currency}-{today.isoformat()}.csv"
     )
