@@ -35,6 +35,7 @@ from portal.models import (
 from portal.services import audit, borrower_portal, contact
 from portal.services.audit import Actor
 from workflows import contact_policy as rules
+from workflows import visits
 from workflows.access import Permission, Role, can
 from workflows.contact_policy import Channel, Party
 from workflows.errors import DomainError
@@ -63,7 +64,6 @@ CALL_OUTCOMES = (
 CALL_PARTIES = (Party.BORROWER, Party.RELATED_THIRD_PARTY, Party.UNRELATED_THIRD_PARTY)
 FIELD_ROLES = (Role.COLLECTOR.value, Role.SUPERVISOR.value)
 """Who goes on a home visit: collectors and their supervisors (not admins)."""
-VISIT_STEPS = ("notify", "evaluate", "dispatch", "meet", "agreement")
 """A visit's status is the step it waits for; doing that step moves it to the next (after the
 agreement step it is closed)."""
 VISIT_OUTCOMES = (
@@ -667,10 +667,7 @@ def advance_visit(
     visit enters the contact history) → agreement (then closed)."""
     now = _now(now)
     visit = _locked_visit(session, visit_id, version)
-    if visit.status not in VISIT_STEPS or step.step != visit.status:
-        raise DomainError(
-            "visit_step_out_of_order", "This step cannot be done now: the visit is at another step."
-        )
+    following = visits.next_status(visit.status, step.step)
     text = _note(step.notes)
     fields = ("status", "collector_ids", "planned_for", "identified", "outcome", "notes")
     before = audit.snapshot(visit, fields)
@@ -709,8 +706,7 @@ def advance_visit(
         visit.outcome = step.outcome
     if text:
         visit.notes = f"{visit.notes}\n\n{text}" if visit.notes else text
-    position = VISIT_STEPS.index(visit.status)
-    visit.status = VISIT_STEPS[position + 1] if position + 1 < len(VISIT_STEPS) else "closed"
+    visit.status = following
     audit.record(
         session,
         Actor.staff(staff),

@@ -30,6 +30,7 @@ from portal.models import CollectionAction, HomeVisit
 from portal.services import collector
 from portal.services import contact as contact_service
 from portal.staff import _revealed, bp
+from workflows import visits
 from workflows.access import Permission
 from workflows.errors import DomainError
 from workflows.policy import Stage
@@ -357,7 +358,7 @@ def collection_visit(visit_id: int) -> Any:
         "staff/collections/visit.html",
         visit=visit,
         account=account,
-        steps=collector.VISIT_STEPS,
+        steps=visits.VISIT_STEPS,
         step_labels=VISIT_STATUSES,
         buttons=VISIT_BUTTONS,
         collectors=collector.collectors(db.session),
