@@ -35,6 +35,8 @@ class Permission(StrEnum):
     home visits, ask for a legal referral."""
     SUPERVISE_COLLECTIONS = "supervise_collections"
     """Approve or reject legal referrals (never one's own request)."""
+    MANAGE_INTEGRATION = "manage_integration"
+    """Import lenders' placement files, issue and revoke API tokens, set up outgoing webhooks."""
 
 
 # Only the roles that talk to borrowers see their personal data unmasked; an admin manages
@@ -62,6 +64,7 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType(
             {
                 Permission.VIEW_ACCOUNTS,
                 Permission.MANAGE_STAFF,
+                Permission.MANAGE_INTEGRATION,
                 Permission.MANAGE_PAYMENTS,
                 Permission.WORK_COLLECTIONS,
                 Permission.SUPERVISE_COLLECTIONS,

@@ -30,6 +30,14 @@ from portal.models.hardship import (
     HardshipCase,
     Offer,
 )
+from portal.models.integration import (
+    ApiToken,
+    EventSequence,
+    IntegrationEvent,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from portal.models.messages import OutboundMessage
 from portal.models.parties import Borrower, Creditor
 from portal.models.payments import (
@@ -43,6 +51,7 @@ from portal.models.payments import (
     StripeEvent,
     SuspenseItem,
 )
+from portal.models.placements import PlacementImport, PlacementRejection
 from portal.models.policy import PolicyVersion
 from portal.models.signin import SigninAttempt, SigninCode
 from portal.models.staff import StaffUser
@@ -52,6 +61,7 @@ __all__ = [
     "AccountPause",
     "Agreement",
     "AgreementEvent",
+    "ApiToken",
     "AuditEvent",
     "AutopayMandate",
     "Borrower",
@@ -67,14 +77,18 @@ __all__ = [
     "DayClose",
     "DebtDispute",
     "Dispute",
+    "EventSequence",
     "EvidenceFile",
     "HardshipCase",
     "HomeVisit",
+    "IntegrationEvent",
     "LedgerEntry",
     "LegalReferral",
     "Offer",
     "OutboundMessage",
     "Payment",
+    "PlacementImport",
+    "PlacementRejection",
     "Plan",
     "PlanInstalment",
     "PolicyVersion",
@@ -92,4 +106,7 @@ __all__ = [
     "StripeEvent",
     "StripeImport",
     "SuspenseItem",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

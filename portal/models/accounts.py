@@ -62,6 +62,9 @@ class Account(Base):
     fees_balance: Mapped[int] = mapped_column(BigInteger, default=0)
     # Held for the borrower beyond the whole debt (an over-payment); the sum of its credit entries.
     credit_balance: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The balance date of the last placement applied (a file stating an older one is refused).
+    placed_as_of: Mapped[dt.date | None] = mapped_column(Date)
+    recalled_at: Mapped[dt.datetime | None]
     dpd: Mapped[int] = mapped_column(default=0)
     stage: Mapped[str] = mapped_column(String(16), default=Stage.CURRENT.value)
     status: Mapped[str] = mapped_column(String(16), default="open")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from sqlalchemy import String
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db import Base, utcnow
@@ -34,9 +34,13 @@ class Borrower(Base):
     __table_args__ = (
         one_of("kind", BORROWER_KINDS, "kind"),
         one_of("language", LANGUAGES, "language"),
+        # A placed borrower is known by the lender's customer number (placements upsert by it).
+        UniqueConstraint("creditor_id", "external_reference"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    creditor_id: Mapped[int | None] = mapped_column(ForeignKey("creditor.id"))
+    external_reference: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16), default="person")
     full_name: Mapped[str] = mapped_column(String(200), index=True)
     company_name: Mapped[str | None] = mapped_column(String(200))
