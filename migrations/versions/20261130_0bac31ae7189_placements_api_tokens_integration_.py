@@ -145,7 +145,7 @@ def upgrade() -> None:
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("data", sa.JSON(), nullable=False),
         sa.CheckConstraint(
-            "type IN ('payment.succeeded', 'payment.reversed', 'plan.signed', 'plan.completed', 'plan.broken', 'concession.granted', 'dispute.opened', 'dispute.closed', 'account.recalled')",
+            "type IN ('payment.succeeded', 'payment.reversed', 'payment.reinstated', 'plan.signed', 'plan.completed', 'plan.broken', 'concession.granted', 'dispute.opened', 'dispute.closed', 'account.recalled')",
             name=op.f("ck_integration_event_type"),
         ),
         sa.ForeignKeyConstraint(

@@ -16,6 +16,7 @@ API_SCOPES = ("placements:write", "accounts:read", "events:read")
 EVENT_TYPES = (
     "payment.succeeded",
     "payment.reversed",
+    "payment.reinstated",
     "plan.signed",
     "plan.completed",
     "plan.broken",
