@@ -28,7 +28,7 @@ from portal.integrations.pdf import pdf_sha256, render_pdf
 from portal.integrations.seal import SealError, SealKey, seal_pdf, verify_sealed
 from portal.integrations.storage import Storage
 from portal.models import Agreement, AgreementEvent, Borrower, HardshipCase, Offer, Plan, PlanInstalment
-from portal.services import audit, ledger
+from portal.services import audit, integration_events, ledger
 from portal.services import borrower_signin as signin_service
 from portal.services import policy as policy_service
 from portal.services.audit import Actor
@@ -443,6 +443,33 @@ def _activate(session: Session, agreement: Agreement, case: HardshipCase, who: A
         plan.id,
         after={"agreement_id": agreement.id, "total": plan.total, "instalments": len(planned)},
     )
+    integration_events.emit(
+        session,
+        account,
+        "plan.signed",
+        {
+            "plan_id": plan.id,
+            "agreement_id": agreement.id,
+            "instalments": len(planned),
+            "total": plan.total,
+            "first_due_on": planned[0].due_on.isoformat(),
+            "first_amount": planned[0].amount,
+        },
+    )
+    if postings:
+        waived_now = {p.component.value: -p.amount for p in postings}
+        integration_events.emit(
+            session,
+            account,
+            "concession.granted",
+            {
+                "plan_id": plan.id,
+                "agreement_id": agreement.id,
+                "waived": waived_now,
+                "total": sum(waived_now.values()),
+                "reliefs": list(facts["offer"].get("reliefs") or []),
+            },
+        )
     return plan
 
 

@@ -44,7 +44,7 @@ from portal.models import (
     SavedCard,
     StripeCustomer,
 )
-from portal.services import audit
+from portal.services import audit, integration_events
 from portal.services import payments as payments_service
 from portal.services import policy as policy_service
 from portal.services.audit import SYSTEM
@@ -683,6 +683,18 @@ def _break_if_due(
         after={"status": "broken", "broken_on": today, "reason": reason.value},
     )
     account = session.get(Account, plan.account_id)
+    assert account is not None  # a plan's account always exists
+    integration_events.emit(
+        session,
+        account,
+        "plan.broken",
+        {
+            "plan_id": plan.id,
+            "reason": reason.value,
+            "broken_on": today.isoformat(),
+            "outstanding": sum(state.outstanding for state in states),
+        },
+    )
     borrower = session.get(Borrower, account.borrower_id) if account else None
     notice = plan_broken_notice(borrower) if borrower else None
     session.commit()

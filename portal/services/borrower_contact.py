@@ -26,7 +26,7 @@ from portal.integrations.notify import Message
 from portal.integrations.storage import Storage
 from portal.models import Account, Borrower, ContactPreference, DebtDispute, StaffUser
 from portal.models.collections import DEBT_DISPUTE_REASONS
-from portal.services import audit
+from portal.services import audit, integration_events
 from portal.services import contact as contact_service
 from portal.services.audit import Actor
 from workflows.contact_policy import Channel
@@ -305,6 +305,9 @@ def open_dispute(
                 "files": [{"name": p.display_name, "sha256": p.sha256, "size": p.size} for p in prepared],
             },
         )
+        integration_events.emit(
+            session, account, "dispute.opened", {"dispute_id": dispute.id, "reason": reason}
+        )
         session.commit()
     except BaseException:
         session.rollback()
@@ -333,6 +336,7 @@ def withdraw_dispute(session: Session, borrower: Borrower, account_id: int) -> D
     with audit.change(session, _actor(borrower), "debt_dispute.withdrawn", dispute, DISPUTE_FIELDS):
         dispute.status = "withdrawn"
         dispute.resolved_at = utcnow()
+    _dispute_closed(session, account, dispute)
     session.commit()
     return dispute
 
@@ -447,9 +451,23 @@ def resolve_dispute(
         dispute.resolution = text
         dispute.resolved_by_id = staff.id
         dispute.resolved_at = utcnow()
+    account = session.get(Account, dispute.account_id)
+    assert account is not None  # a dispute's account always exists
+    _dispute_closed(session, account, dispute)
     notice = dispute_notice(dispute.borrower)
     session.commit()
     return notice
+
+
+def _dispute_closed(session: Session, account: Account, dispute: DebtDispute) -> None:
+    """Tell the lender a dispute ended: its outcome is withdrawn, upheld or rejected (the note
+    stays here: it is written to the borrower)."""
+    integration_events.emit(
+        session,
+        account,
+        "dispute.closed",
+        {"dispute_id": dispute.id, "reason": dispute.reason, "outcome": dispute.status},
+    )
 
 
 def dispute_notice(borrower: Borrower) -> Message | None:

@@ -41,7 +41,7 @@ from portal.models import (
     StripeEvent,
     SuspenseItem,
 )
-from portal.services import audit, ledger
+from portal.services import audit, integration_events, ledger
 from portal.services import policy as policy_service
 from portal.services.audit import SYSTEM
 from portal.services.hardship import desk_today
@@ -288,6 +288,21 @@ def _record_success(session: Session, payment: Payment, pi: Mapping[str, Any]) -
         row.paid_amount += amount
         if row.outstanding == 0:
             row.status, row.paid_on = "paid", today
+    integration_events.emit(
+        session,
+        account,
+        "payment.succeeded",
+        {
+            "payment_id": payment.id,
+            "amount": received,
+            "received_on": today.isoformat(),
+            "allocation": {c.value: amount for c, amount in allocation.components.items()}
+            | {CREDIT: allocation.credit},
+            "plan_id": plan.id if plan is not None else None,
+            "instalments": [{"id": i, "amount": amount} for i, amount in allocation.instalments.items()],
+            "source": payment.origin,
+        },
+    )
     if plan is not None and plan_completed(
         [InstalmentState(i.number, i.due_on, i.outstanding) for i in plan.instalments]
     ):
@@ -300,6 +315,9 @@ def _record_success(session: Session, payment: Payment, pi: Mapping[str, Any]) -
             plan.id,
             before={"status": "active"},
             after={"status": "completed"},
+        )
+        integration_events.emit(
+            session, account, "plan.completed", {"plan_id": plan.id, "completed_on": today.isoformat()}
         )
     payment.allocation = {
         "components": {c.value: amount for c, amount in allocation.components.items()},
@@ -457,6 +475,27 @@ def _sync_reversal(session: Session, payment: Payment, *, cause: str) -> None:
         before={"reversed_amount": before},
         after={"reversed_amount": after, "cause": cause},
     )
+    integration_events.emit(
+        session,
+        account,
+        "payment.reversed" if after > before else "payment.reinstated",
+        {
+            "payment_id": payment.id,
+            "amount": abs(after - before),
+            "reversed_amount": after,
+            "reason": _reversal_reason(payment, cause),
+        },
+    )
+
+
+def _reversal_reason(payment: Payment, cause: str) -> str:
+    """What changed the reversed amount, for the lender: "refund" or "dispute" as the cause says;
+    reversals that waited for the payment to be recorded count as a dispute if one is open or
+    lost, else as refunds."""
+    kind = cause.split(":", 1)[0]
+    if kind in ("refund", "dispute"):
+        return kind
+    return "dispute" if any(d.status in ("open", "lost") for d in payment.disputes) else "refund"
 
 
 def _sync_instalments(session: Session, payment: Payment, before: int, after: int, today: dt.date) -> None:
