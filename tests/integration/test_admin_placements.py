@@ -1,0 +1,399 @@
+"""The admin's placement page: a lender's file uploaded, checked or applied, and its report (counts,
+what was applied, each refused row with its line, column and reason, as a page and as CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from markupsafe import escape
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from werkzeug.test import EnvironBuilder, TestResponse
+
+from portal.errors import MESSAGES
+from portal.models import Account, Creditor, PlacementImport, PlacementRejection
+from portal.services.hardship import desk_today
+from tests import factories
+from tests.conftest import sign_in
+from workflows.access import Permission, Role, can
+from workflows.placements import PlacementRow, check_header, parse_text_row
+
+HEADER = (
+    "account_reference",
+    "borrower_reference",
+    "full_name",
+    "date_of_birth",
+    "phone",
+    "email",
+    "product_type",
+    "currency",
+    "annual_rate",
+    "opened_on",
+    "balance_date",
+    "principal",
+    "interest",
+    "fees",
+    "total",
+)
+GOOD = {
+    "borrower_reference": "C-1",
+    "full_name": "王小明",
+    "date_of_birth": "1985-06-01",
+    "phone": "13800138000",
+    "email": "",
+    "product_type": "loan",
+    "currency": "CNY",
+    "annual_rate": "18.5",
+    "opened_on": "2024-01-15",
+    "balance_date": "2025-06-30",
+    "principal": "1000.00",
+    "interest": "20.50",
+    "fees": "0",
+    "total": "1020.50",
+}
+
+
+def _csv(*rows: dict[str, str], header: tuple[str, ...] = HEADER) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows([row.get(name, "") for name in header] for row in rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _row(reference: str, **changes: str) -> dict[str, str]:
+    return {**GOOD, "account_reference": reference, **changes}
+
+
+def _upload(
+    client: FlaskClient, creditor: Creditor, data: bytes, *, name: str = "accounts.csv", dry_run: bool = False
+) -> TestResponse:
+    """POST a file to the upload form. Werkzeug's test client spools a body over 500 KB to a
+    temporary file it never closes (a ResourceWarning later); this closes it."""
+    form: dict[str, object] = {"creditor": str(creditor.id), "file": (io.BytesIO(data), name)}
+    if dry_run:
+        form["dry_run"] = "y"
+    builder = EnvironBuilder(path="/admin/placements", method="POST", data=form)
+    environ = builder.get_environ()
+    builder.close()
+    try:
+        return client.open(environ)
+    finally:
+        environ["wsgi.input"].close()
+
+
+def _import_id(response: TestResponse) -> int:
+    assert response.status_code == 302, response.get_data(as_text=True)
+    found = re.fullmatch(r"/admin/placements/(\d+)", response.location)
+    assert found, response.location
+    return int(found.group(1))
+
+
+def _accounts(session: Session, creditor: Creditor) -> list[Account]:
+    return list(
+        session.scalars(
+            select(Account).where(Account.creditor_id == creditor.id).order_by(Account.external_reference)
+        )
+    )
+
+
+def _imports(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(PlacementImport)) or 0
+
+
+def test_an_admin_applies_a_good_file_and_the_import_page_shows_what_was_applied(
+    signed_in, session: Session
+) -> None:  # type: ignore[no-untyped-def]
+    client = signed_in(Role.ADMIN)
+    creditor = factories.creditor(session)
+    data = _csv(_row("LN-1"), _row("LN-2", borrower_reference="C-2", phone="13900139000"))
+
+    response = _upload(client, creditor, data)
+
+    import_id = _import_id(response)
+    accounts = _accounts(session, creditor)
+    assert [a.external_reference for a in accounts] == ["LN-1", "LN-2"]
+    assert [(a.principal_balance, a.interest_balance, a.total_balance) for a in accounts] == [
+        (100_000, 2_050, 102_050)
+    ] * 2
+    record = session.get(PlacementImport, import_id)
+    assert record is not None and record.status == "applied" and record.source == "upload"
+    assert record.filename == "accounts.csv" and record.size_bytes == len(data)
+    page = client.get(response.location).get_data(as_text=True)
+    assert "The file was applied." in page  # the flash
+    assert "2 accounts applied: 2 new, 0 updated, 0 unchanged." in page
+    assert record.sha256 in page and "accounts.csv" in page and creditor.name in page
+    assert 'id="rejections-h"' not in page  # no table of refused rows
+
+    again = client.get(f"/admin/placements/{_import_id(_upload(client, creditor, data))}")
+    assert "2 accounts applied: 0 new, 0 updated, 2 unchanged." in again.get_data(as_text=True)
+    assert len(_accounts(session, creditor)) == 2
+
+
+def test_a_dry_run_applies_nothing_and_the_page_says_it_was_a_check(signed_in, session: Session) -> None:  # type: ignore[no-untyped-def]
+    client = signed_in(Role.ADMIN)
+    creditor = factories.creditor(session)
+
+    response = _upload(client, creditor, _csv(_row("LN-1"), _row("LN-2")), dry_run=True)
+
+    import_id = _import_id(response)
+    assert _accounts(session, creditor) == []
+    record = session.get(PlacementImport, import_id)
+    assert record is not None and record.status == "validated" and record.dry_run
+    page = client.get(response.location).get_data(as_text=True)
+    assert "The file was checked. Nothing was applied." in page
+    assert "Nothing was applied: this was a check." in page
+    assert "2 rows would be applied." in page
+
+
+def test_rows_with_problems_are_listed_with_line_column_and_reason_and_the_csv_matches(
+    signed_in, session: Session
+) -> None:  # type: ignore[no-untyped-def]
+    client = signed_in(Role.ADMIN)
+    creditor = factories.creditor(session)
+    data = _csv(
+        _row("LN-1"),
+        _row("LN-2", phone="12345"),  # line 3
+        _row("LN-1", borrower_reference="C-9"),  # line 4: the account is on line 2 already
+        _row("=HYPERLINK(1)", total="5"),  # line 5: a bad reference and a wrong total
+    )
+
+    response = _upload(client, creditor, data)
+
+    import_id = _import_id(response)
+    assert [a.external_reference for a in _accounts(session, creditor)] == ["LN-1"]
+    stored = session.execute(
+        select(
+            PlacementRejection.line,
+            PlacementRejection.column,
+            PlacementRejection.account_reference,
+            PlacementRejection.code,
+            PlacementRejection.message,
+        )
+        .where(PlacementRejection.import_id == import_id)
+        .order_by(PlacementRejection.line, PlacementRejection.id)
+    ).all()
+    assert [(line, column, code) for line, column, _ref, code, _msg in stored] == [
+        (3, "phone", "phone_invalid"),
+        (4, "account_reference", "reference_duplicated"),
+        (5, "account_reference", "reference_invalid"),
+        (5, "total", "total_mismatch"),
+    ]
+    page = client.get(response.location).get_data(as_text=True)
+    assert "1 account applied: 1 new, 0 updated, 0 unchanged." in page
+    assert "3 rows were not applied, listed below." in page
+    for line, column, _reference, code, message in stored:
+        assert re.search(rf'<td class="num">{line}</td>\s*<td><code>{column}</code></td>', page), (
+            line,
+            column,
+        )
+        assert str(escape(message)) in page
+        assert str(escape(MESSAGES[code] % {"column": column})) in page  # the staff's own language
+
+    download = client.get(f"/admin/placements/{import_id}/rejections.csv")
+    assert download.status_code == 200
+    assert download.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert "attachment" in download.headers["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(download.get_data().decode("utf-8-sig"))))
+    assert rows[0] == ["line", "column", "account_reference", "code", "message", "explanation"]
+    expected = [[str(line), column, ref or "", code, message] for line, column, ref, code, message in stored]
+    # The file's text is quoted where a spreadsheet would run it as a formula.
+    expected[2][2] = expected[3][2] = "'=HYPERLINK(1)"
+    expected[2][4] = "'" + expected[2][4]
+    assert [row[:5] for row in rows[1:]] == expected
+    assert all(row[5] for row in rows[1:])  # every code here has a sentence in the staff's language
+
+
+def test_the_reasons_are_also_given_in_the_staff_members_language(
+    app: Flask, client: FlaskClient, staff_of, session: Session
+) -> None:  # type: ignore[no-untyped-def]
+    sign_in(client, staff_of(Role.ADMIN))
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "zh-CN"
+    creditor = factories.creditor(session)
+
+    response = _upload(client, creditor, _csv(_row("LN-1", phone="12345")))
+
+    page = client.get(response.location).get_data(as_text=True)
+    with app.test_request_context(headers={"Accept-Language": "zh-CN"}):
+        translated = str(MESSAGES["phone_invalid"])
+    assert str(escape(translated)) in page
+    assert "12345 is not a phone number" in page  # the English sentence, with the value
+
+
+def test_the_rows_not_applied_are_shown_a_hundred_a_page(signed_in, session: Session) -> None:  # type: ignore[no-untyped-def]
+    client = signed_in(Role.ADMIN)
+    creditor = factories.creditor(session)
+    bad = [_row(f"BAD-{n:03d}", email="not-an-address", phone="") for n in range(1, 151)]
+
+    import_id = _import_id(_upload(client, creditor, _csv(*bad), dry_run=True))
+
+    first = client.get(f"/admin/placements/{import_id}").get_data(as_text=True)
+    second = client.get(f"/admin/placements/{import_id}?page=2").get_data(as_text=True)
+    shown_first = set(re.findall(r"<code>(BAD-\d+)</code>", first))
+    shown_second = set(re.findall(r"<code>(BAD-\d+)</code>", second))
+    assert shown_first == {f"BAD-{n:03d}" for n in range(1, 101)}
+    assert shown_second == {f"BAD-{n:03d}" for n in range(101, 151)}
+    assert "Page 1 of 2" in first and "Page 2 of 2" in second
+    download = client.get(f"/admin/placements/{import_id}/rejections.csv").get_data().decode("utf-8-sig")
+    assert len(list(csv.reader(io.StringIO(download)))) == 1 + 150
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "shown"),
+    [
+        (b"", "file_empty", "The file is empty."),
+        (
+            b"account_reference;borrower_reference\r\nLN-1;C-1\r\n",
+            "delimiter_wrong",
+            "The columns are separated by a semicolon",
+        ),
+        (_csv(header=("account_reference", "colour")), "header_invalid", "colour is not a column"),
+    ],
+    ids=["empty", "semicolons", "bad-header"],
+)
+def test_a_refused_file_applies_nothing_and_the_page_says_why(
+    data: bytes, code: str, shown: str, signed_in, session: Session
+) -> None:  # type: ignore[no-untyped-def]
+    client = signed_in(Role.ADMIN)
+    creditor = factories.creditor(session)
+
+    response = _upload(client, creditor, data)
+
+    record = session.get(PlacementImport, _import_id(response))
+    assert record is not None and record.status == "refused" and record.error_code == code
+    assert _accounts(session, creditor) == []
+    page = client.get(response.location).get_data(as_text=True)
+    assert "The file was refused: nothing was applied. The reason is below." in page
+    assert "Nothing was applied: the file was refused for the reason below." in page
+    assert shown in page
+    assert f"<code>{code}</code>" in page
+    assert str(escape(MESSAGES[code])) in page
+
+
+def test_a_file_too_large_gets_a_clear_message_and_creates_nothing(
+    app: Flask, signed_in, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    client = signed_in(Role.ADMIN)
+    creditor = factories.creditor(session)
+    monkeypatch.setitem(app.config, "PLACEMENT_MAX_BYTES", 512 * 1024)
+    before = _imports(session)
+    row_bytes = len(_csv(_row("LN-00000"))) - len(_csv())
+    data = _csv(*[_row(f"LN-{n:05d}") for n in range(512 * 1024 // row_bytes + 10)])
+    assert 512 * 1024 < len(data) < 512 * 1024 + 64 * 1024  # read, then refused by its size
+    bigger = data * 3  # refused before the form is read: more than the request may carry
+
+    for upload, csrf in ((data, False), (bigger, False), (bigger, True)):
+        # With CSRF protection on, the form is read (and found too large) before the view runs.
+        monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", csrf)
+        response = _upload(client, creditor, upload)
+        assert response.status_code == 302 and response.location == "/admin/placements"
+        page = client.get(response.location).get_data(as_text=True)
+        assert "The file is larger than 0.5 MB, the most an import takes. Nothing was imported" in page
+    assert _imports(session) == before
+    assert _accounts(session, creditor) == []
+
+
+def test_the_upload_may_be_larger_than_other_requests(
+    app: Flask, signed_in, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    client = signed_in(Role.ADMIN)
+    creditor = factories.creditor(session)
+    data = _csv(*[_row(f"LN-{n:03d}", borrower_reference=f"C-{n}") for n in range(50)])
+    monkeypatch.setitem(app.config, "MAX_CONTENT_LENGTH", len(data) // 2)
+
+    import_id = _import_id(_upload(client, creditor, data, dry_run=True))
+
+    record = session.get(PlacementImport, import_id)
+    assert record is not None and record.rows_accepted == 50
+    assert client.post("/admin/staff", data={"email": "x" * len(data)}).status_code == 413
+
+
+def test_the_upload_form_refuses_a_missing_file_or_lender(signed_in, session: Session) -> None:  # type: ignore[no-untyped-def]
+    client = signed_in(Role.ADMIN)
+    creditor = factories.creditor(session)
+    before = _imports(session)
+
+    no_file = client.post("/admin/placements", data={"creditor": str(creditor.id)})
+    no_lender = client.post(
+        "/admin/placements",
+        data={"creditor": "0", "file": (io.BytesIO(_csv(_row("LN-1"))), "a.csv")},
+        content_type="multipart/form-data",
+    )
+
+    assert no_file.status_code == 200 and "Choose a CSV or XLSX file." in no_file.get_data(as_text=True)
+    assert no_lender.status_code == 200 and "Not a valid choice" in no_lender.get_data(as_text=True)
+    assert _imports(session) == before
+
+
+def test_the_template_has_every_column_and_an_example_row_the_rules_accept(
+    signed_in, session: Session
+) -> None:  # type: ignore[no-untyped-def]
+    client = signed_in(Role.ADMIN)
+    creditor = factories.creditor(session)
+
+    response = client.get("/admin/placements/template.csv")
+
+    assert response.status_code == 200 and "attachment" in response.headers["Content-Disposition"]
+    header, example = list(csv.reader(io.StringIO(response.get_data().decode("utf-8-sig"))))
+    assert check_header(header) == []
+    assert isinstance(
+        parse_text_row(dict(zip(header, example, strict=True)), today=desk_today()), PlacementRow
+    )
+    checked = session.get(
+        PlacementImport, _import_id(_upload(client, creditor, response.get_data(), dry_run=True))
+    )
+    assert checked is not None and (checked.status, checked.rows_accepted, checked.rows_rejected) == (
+        "validated",
+        1,
+        0,
+    )
+
+
+def test_the_page_lists_the_columns_and_recent_imports(signed_in, session: Session) -> None:  # type: ignore[no-untyped-def]
+    client = signed_in(Role.ADMIN)
+    creditor = factories.creditor(session)
+    import_id = _import_id(_upload(client, creditor, _csv(_row("LN-1")), name="lender-june.csv"))
+
+    page = client.get("/admin/placements").get_data(as_text=True)
+
+    assert f'href="/admin/placements/{import_id}"' in page and "lender-june.csv" in page
+    assert "<code>oldest_unpaid_due_on</code>" in page and 'href="/admin/placements/template.csv"' in page
+    assert f'<option value="{creditor.id}">' in page
+    assert 'href="/admin/placements">Placements</a>' in page  # the nav link
+
+
+NOT_ALLOWED = [role for role in Role if not can(role, Permission.MANAGE_INTEGRATION)]
+
+
+@pytest.mark.parametrize("role", NOT_ALLOWED, ids=str)
+def test_staff_without_the_integration_permission_are_refused(
+    role: Role, client: FlaskClient, staff_of, session: Session
+) -> None:  # type: ignore[no-untyped-def]
+    admin = sign_in(client, staff_of(Role.ADMIN))
+    creditor = factories.creditor(session)
+    import_id = _import_id(_upload(admin, creditor, _csv(_row("LN-1", phone="1"))))
+    before = _imports(session)
+    sign_in(client, staff_of(role))
+
+    assert client.get("/staff/").status_code == 200
+    assert 'href="/admin/placements"' not in client.get("/staff/").get_data(as_text=True)
+    for url in (
+        "/admin/placements",
+        f"/admin/placements/{import_id}",
+        f"/admin/placements/{import_id}/rejections.csv",
+        "/admin/placements/template.csv",
+    ):
+        assert client.get(url).status_code == 403, url
+    assert _upload(client, creditor, _csv(_row("LN-2"))).status_code == 403
+    assert _imports(session) == before
+
+
+def test_an_unknown_import_is_not_found(signed_in) -> None:  # type: ignore[no-untyped-def]
+    client = signed_in(Role.ADMIN)
+    assert client.get("/admin/placements/999999").status_code == 404
+    assert client.get("/admin/placements/999999/rejections.csv").status_code == 404
