@@ -16,6 +16,7 @@ from werkzeug.routing import Rule
 from portal import create_app
 from portal.integrations.storage import storage_from_config
 from portal.models import Plan, SavedCard
+from portal.models.integration import API_SCOPES
 from portal.services import agreements as agreements_service
 from portal.services import checkout
 from portal.services import hardship as hardship_service
@@ -40,9 +41,13 @@ PUBLIC_ENDPOINTS = {
     "borrower.signout",
     "borrower.signout_everywhere",
     "borrower.opt_out",  # the link in a message: the signed token says who, no sign-in
+    "api.openapi",  # the API's description, for tools and people
+    "api.docs",
 }
 # Authenticated by a signature on the body instead of a session: the only routes without CSRF.
 SIGNED_ENDPOINTS = {"webhooks.stripe_event"}
+# Authenticated by a lender's bearer token on each request, never a cookie: no CSRF either.
+TOKEN_BLUEPRINTS = ("api.",)
 STAFF_BLUEPRINTS = ("staff.", "admin.")
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 # The routes are known before the database fixtures exist, so parametrisation lists them by name.
@@ -71,6 +76,11 @@ def test_every_route_is_public_by_intent_borrower_only_or_staff_with_a_permissio
     if rule.endpoint in PUBLIC_ENDPOINTS | SIGNED_ENDPOINTS:
         return
     view = app.view_functions[rule.endpoint]
+    if rule.endpoint.startswith(TOKEN_BLUEPRINTS):
+        assert getattr(view, "required_scope", None) in API_SCOPES, (
+            f"{rule.endpoint} declares no @token_required(scope)"
+        )
+        return
     if rule.endpoint.startswith("borrower."):
         assert getattr(view, "borrower_only", False), (
             f"{rule.endpoint} is neither public nor @borrower_required"
@@ -83,7 +93,14 @@ def test_every_route_is_public_by_intent_borrower_only_or_staff_with_a_permissio
 
 
 STATE_RULES = [
-    r for r in RULES if (r.methods or set()) & STATE_CHANGING and r.endpoint not in SIGNED_ENDPOINTS
+    r
+    for r in RULES
+    if (r.methods or set()) & STATE_CHANGING
+    and r.endpoint not in SIGNED_ENDPOINTS
+    and not r.endpoint.startswith(TOKEN_BLUEPRINTS)
+]
+TOKEN_RULES = [
+    r for r in RULES if r.endpoint.startswith(TOKEN_BLUEPRINTS) and r.endpoint not in PUBLIC_ENDPOINTS
 ]
 
 
@@ -103,6 +120,20 @@ def test_routes_without_csrf_refuse_a_request_without_a_valid_signature(
         headers={"Stripe-Signature": "t=1,v1=deadbeef"},
     )
     assert forged.status_code == 400
+
+
+@pytest.mark.parametrize("rule", TOKEN_RULES, ids=lambda r: r.endpoint)
+def test_every_api_route_refuses_a_request_without_a_valid_token_with_401_json(
+    rule: Rule, app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", True)
+    forged = f"acc_{'a' * 10}_{'b' * 43}"
+    for headers in ({}, {"Authorization": f"Bearer {forged}"}):
+        response = client.open(_url(rule), method=_method(rule), data={}, headers=headers)
+        assert response.status_code == 401, f"{rule.endpoint} answered {response.status_code}"
+        assert response.mimetype == "application/json"
+        assert response.get_json()["error"]["code"] in {"token_missing", "token_invalid"}
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 @pytest.mark.parametrize("rule", STATE_RULES, ids=lambda r: r.endpoint)
