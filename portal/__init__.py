@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-import secrets
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, g, request, session
 
+from portal import logging_setup
 from portal.config import ROOT, load_config
 from portal.extensions import babel, csrf, db, limiter, login_manager, select_locale
 
@@ -16,6 +15,13 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
+# Every response of these blueprints holds personal or financial data, or is a step of signing in.
+PRIVATE_BLUEPRINTS = ("staff", "admin", "auth", "borrower", "dev", "api")
+
+
+def _signed_in() -> bool:
+    """Whether the request comes with a signed-in session or an API token (read without the database)."""
+    return "_user_id" in session or "Authorization" in request.headers
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -27,8 +33,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     app.config.update(load_config(config))
     app.instance_path = app.config["INSTANCE_PATH"]
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("accord").setLevel(logging.INFO)
+    logging_setup.init_app(app)
 
     db.init_app(app)
     csrf.init_app(app)
@@ -36,7 +41,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     babel.init_app(app, locale_selector=select_locale)
     login_manager.init_app(app)
 
-    from portal import auth, borrower, errors, formatting, labels, public, staff, webhooks
+    from portal import api, auth, borrower, errors, formatting, labels, public, staff, webhooks
     from portal.admin import admin_bp
 
     app.register_blueprint(public.bp)
@@ -45,6 +50,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(staff.bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(api.bp)
     errors.init_app(app)
     formatting.init_app(app)
     labels.init_app(app)
@@ -64,10 +70,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     cli.init_app(app)
 
-    @app.before_request
-    def _request_id() -> None:
-        g.request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
-
     @app.after_request
     def _headers(response: Any) -> Any:
         response.headers["X-Request-Id"] = g.get("request_id", "")
@@ -75,10 +77,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        if "frame-ancestors" not in response.headers["Content-Security-Policy"]:
+            # A view's own policy (a sandboxed evidence file) refuses framing all the same.
+            response.headers["Content-Security-Policy"] += "; frame-ancestors 'none'"
         if app.config["ACCORD_ENV"] == "production":
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        if request.blueprint in ("staff", "admin", "auth", "borrower", "dev"):
-            # Personal and financial data: never kept by the browser or a proxy.
+        if request.blueprint in PRIVATE_BLUEPRINTS or (request.endpoint != "static" and _signed_in()):
+            # Personal and financial data, or a page made for one signed-in user: never kept by the
+            # browser or a proxy. Static files hold neither and stay cacheable for slow phones.
             response.headers["Cache-Control"] = "no-store"
         return response
 

@@ -8,6 +8,7 @@ explicit ``ACCORD_SECRET_KEY``.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,24 @@ def _int(name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"ACCORD_{name} must be an integer, not {raw!r}") from exc
+
+
+DB_APP_ROLE_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def db_app_role() -> str | None:
+    """``ACCORD_DB_APP_ROLE``: the PostgreSQL role the web and worker processes connect as.
+
+    Migrations run as the schema's owner (``ACCORD_DATABASE_URL`` naming the owner while
+    ``flask db upgrade`` runs) and, when this is set, create the role if it is missing (it logs
+    in; the operator gives it a password) and grant it rows, never the schema: read and insert
+    only on the history that is never rewritten (ledger and credit entries, the audit trail and
+    its hash chain), read, insert, update and delete on the rest. Unset: no role and no grants
+    (SQLite, or a deployment with one role)."""
+    role = _env("DB_APP_ROLE")
+    if role is not None and not DB_APP_ROLE_PATTERN.fullmatch(role):
+        raise ConfigError(f"ACCORD_DB_APP_ROLE must be a lower-case PostgreSQL role name, not {role!r}")
+    return role
 
 
 def _dev_secret_key(instance: Path) -> str:
@@ -126,11 +145,21 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "STRIPE_WEBHOOK_TOLERANCE_SECONDS": _int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300),
         "STRIPE_MAX_NETWORK_RETRIES": _int("STRIPE_MAX_NETWORK_RETRIES", 2),
         "BENCH_REFERENCE_ROUTE": _env("BENCH_REFERENCE_ROUTE") == "1",
+        # Log lines: one JSON object each for a log collector (production), or plain text to read.
+        "LOG_FORMAT": _env("LOG_FORMAT", "json" if env == "production" else "text"),
+        # Placement files: more rows, or more bytes, refuse the whole file.
+        "PLACEMENT_MAX_ROWS": _int("PLACEMENT_MAX_ROWS", 200_000),
+        "PLACEMENT_MAX_BYTES": _int("PLACEMENT_MAX_BYTES", 100 * 1024 * 1024),
+        # The lenders' JSON API: requests per token (Flask-Limiter's notation), and the largest body.
+        "API_RATE_LIMIT": _env("API_RATE_LIMIT", "600 per minute"),
+        "API_MAX_BODY_BYTES": _int("API_MAX_BODY_BYTES", 1024 * 1024),
         "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
     }
     config.update(overrides)
     if config["NOTIFIER"] not in ("outbox", "live"):
         raise ConfigError(f"ACCORD_NOTIFIER must be outbox or live, not {config['NOTIFIER']!r}")
+    if config["LOG_FORMAT"] not in ("json", "text"):
+        raise ConfigError(f"ACCORD_LOG_FORMAT must be json or text, not {config['LOG_FORMAT']!r}")
     if env == "production" and config["NOTIFIER"] == "outbox":
         raise ConfigError(
             "ACCORD_NOTIFIER=outbox keeps sign-in codes instead of sending them: not in production"

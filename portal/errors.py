@@ -224,6 +224,75 @@ MESSAGES = {
     "referral_decided": _l("This referral has already been decided."),
     "referral_changed": _l("This referral changed while you were looking at it. Reload it."),
     "referral_own_request": _l("Nobody may decide their own referral: another supervisor must."),
+    # API tokens (admin)
+    "token_name_invalid": _l("Enter a name of 1 to %(maximum)s characters."),
+    "scope_unknown": _l("Choose what the token may do from the list."),
+    "scopes_missing": _l("Choose at least one thing the token may do."),
+    "token_expiry_invalid": _l("Enter a number of days from 1 to %(maximum)s, or leave it empty."),
+    "token_creditor_unknown": _l("Choose a lender from the list."),
+    "api_token_unknown": _l("This API token was not found."),
+    # Placements (admin): a lender's file as a whole. The report stores the English sentence with
+    # its values filled in and the code, not the values, so these name the column at most.
+    "file_too_large": _l("The file is too large: split it into smaller files."),
+    "file_empty": _l("The file is empty."),
+    "format_unsupported": _l("The file is not a CSV or XLSX file: save it as CSV UTF-8 or as .xlsx."),
+    "xlsx_unreadable": _l("The Excel workbook cannot be read: save it again as .xlsx or as CSV."),
+    "encoding_unknown": _l("The file is neither UTF-8 nor GB18030 text: save it as CSV UTF-8."),
+    "csv_malformed": _l("The file is not valid CSV on the line named: check its quotes."),
+    "delimiter_wrong": _l(
+        "The columns are not separated by commas: save the file as CSV with commas (Excel: CSV UTF-8)."
+    ),
+    "header_invalid": _l("The first line names unknown, repeated or missing columns: they are listed below."),
+    "too_many_rows": _l("The file has too many rows: split it into smaller files."),
+    "no_rows": _l("The file has a header but no rows."),
+    "import_failed": _l("The import failed on our side and was rolled back. Please try again later."),
+    # Placements: the header, and one row
+    "column_unknown": _l("%(column)s is not a column of a placement file."),
+    "column_duplicated": _l("The column %(column)s appears more than once."),
+    "column_missing": _l("The required column %(column)s is missing."),
+    "field_count": _l("This line does not have as many fields as the header."),
+    "value_missing": _l("%(column)s is required."),
+    "too_long": _l("%(column)s has too many characters."),
+    "text_invalid": _l("%(column)s contains control characters, which cannot be stored."),
+    "type_invalid": _l("%(column)s holds the wrong type of value."),
+    "unknown_field": _l("%(column)s is not a field of a placement."),
+    "reference_invalid": _l("This is not a reference: use letters, digits and - _ . / : only."),
+    "reference_duplicated": _l("This account is already on an earlier line of this file."),
+    "borrower_conflict": _l("This borrower is given with other details on an earlier line of this file."),
+    "choice_invalid": _l("This is not a valid %(column)s: use one of the values the column lists."),
+    "country_invalid": _l("This is not a country code such as CN or HK."),
+    "currency_invalid": _l("This is not a currency Accord can hold."),
+    "date_invalid": _l("This is not a date for %(column)s: write it as YYYY-MM-DD."),
+    "date_of_birth_invalid": _l("This date of birth is not possible: it must be in the past."),
+    "balance_date_future": _l("The balance date is in the future."),
+    "rate_negative": _l("The yearly rate cannot be negative."),
+    "rate_too_high": _l("The yearly rate is above the highest a placement may carry."),
+    "phone_invalid": _l(
+        "This is not a phone number: write it with its country code, such as +8613800138000."
+    ),
+    "time_zone_invalid": _l("This is not a time zone such as Asia/Shanghai."),
+    "company_name_missing": _l("A business needs its company name."),
+    "date_of_birth_missing": _l("A person's date of birth is required: they sign in with it."),
+    "contact_missing": _l("Give a phone number or an e-mail address (or both)."),
+    "time_zone_missing": _l("Give the time zone: this country has no default one."),
+    "opened_after_balance_date": _l("The account was opened after the balance date."),
+    "total_mismatch": _l("The total is not principal + interest + fees."),
+    "overdue_above_total": _l("The overdue amount is more than the whole balance."),
+    "oldest_unpaid_missing": _l("Give the due date of the oldest unpaid instalment: an amount is overdue."),
+    "oldest_unpaid_without_overdue": _l("Leave the oldest unpaid due date empty: nothing is overdue."),
+    "oldest_unpaid_after_balance_date": _l("The oldest unpaid due date is after the balance date."),
+    "next_due_missing": _l("Give the next due date: a next due amount is given."),
+    "currency_changed": _l("This account is held in another currency: a placement cannot change it."),
+    "borrower_changed": _l("This account belongs to another borrower: a placement cannot move it."),
+    "balance_date_stale": _l("These balances are older than those already placed for this account."),
+    # Outgoing webhooks (admin)
+    "webhook_url_invalid": _l("Enter the full address, such as https://example.com/hooks."),
+    "webhook_url_not_https": _l("The address must start with https://."),
+    "webhook_event_types_invalid": _l("Choose event types from the list."),
+    "webhook_creditor_unknown": _l("Choose a lender from the list."),
+    "webhook_endpoint_unknown": _l("This webhook endpoint was not found."),
+    "webhook_delivery_unknown": _l("This delivery was not found."),
+    "webhook_delivery_not_failed": _l("Only a failed delivery can be sent again."),
 }
 
 
@@ -309,6 +378,9 @@ DETAILS = {
 
 
 def init_app(app: Flask) -> None:
+    # The API's errors are JSON in the API's own shape, never these pages.
+    from portal.api import errors as api_errors
+
     @app.errorhandler(CSRFError)
     def csrf_error(_exc: CSRFError) -> Any:
         return render_template(
@@ -319,6 +391,8 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
+        if api_errors.is_api_request():
+            return api_errors.error_response(exc)
         code = exc.code or 500
         if code >= 500:
             return internal_error(exc)
@@ -330,6 +404,8 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def internal_error(exc: Exception) -> Any:
+        if api_errors.is_api_request():
+            return api_errors.error_response(exc)
         log.exception("unhandled error, request id %s", g.get("request_id"), exc_info=exc)
         return render_template(
             "error.html",

@@ -16,6 +16,8 @@ step "ruff"
 .venv/bin/ruff format --check .
 step "mypy (workflows/, strict)"
 .venv/bin/mypy
+step "bandit (security lint; exceptions: [tool.bandit] in pyproject.toml and nosec comments)"
+.venv/bin/bandit -q -r portal workflows -c pyproject.toml
 
 step "unit tests and integration tests on SQLite"
 env -u ACCORD_TEST_DATABASE_URL "$py" -m pytest tests/unit tests/integration -q
@@ -33,3 +35,7 @@ fi
 
 step "browser tests (Chromium, 390x844)"
 "$py" -m pytest tests/e2e -q -m e2e
+
+# Last, as it needs the network: its vulnerability service is reached through the package index.
+step "pip-audit (known vulnerabilities in the installed dependencies)"
+"$py" scripts/pip_audit.py

@@ -96,3 +96,10 @@ def _set_active(user_id: int, *, active: bool) -> Any:
         message = _("%(name)s is enabled.") if active else _("%(name)s is disabled and signed out.")
         flash(message % {"name": user.full_name}, "success")
     return redirect(url_for("admin.staff_list"))
+
+
+from portal.admin import (  # noqa: E402
+    api_tokens,  # noqa: F401
+    placements,  # noqa: F401
+    webhooks,  # noqa: F401
+)

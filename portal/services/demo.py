@@ -29,7 +29,7 @@ from workflows.money import Component, allocate, round_half_even
 from workflows.policy import Policy, Stage
 
 DEMO_CREDITOR = "DEMO"
-DEMO_PASSWORD = "accord-demo-2026"  # noqa: S105 - demo only; refused in production
+DEMO_PASSWORD = "accord-demo-2026"  # noqa: S105 - demo only; refused in production  # nosec B105
 DEMO_STAFF = [
     (Role.AGENT, "agent@demo.accord.example", "王协商 Wang Xieshang"),
     (Role.SUPERVISOR, "supervisor@demo.accord.example", "李主管 Li Zhuguan"),
@@ -73,7 +73,7 @@ def seed(session: Session, *, env: str, today: dt.date, borrowers: int = 300) ->
     fakers = {"zh_Hans_CN": Faker("zh_CN"), "en": Faker("en_US")}
     for i, f in enumerate(fakers.values()):
         f.seed_instance(2026 + i)
-    rng = random.Random(2026)  # noqa: S311 - reproducible demo data, not secrets
+    rng = random.Random(2026)  # noqa: S311 - reproducible demo data, not secrets  # nosec B311
     made_borrowers = made_accounts = 0
     for n in range(1, borrowers + 1):
         plan = _plan_borrower(rng, n, today)  # drawn even when skipped, so data stays the same

@@ -71,7 +71,7 @@ MAX_ATTEMPTS = len(BACKOFF) + 1
 TIMEOUT_SECONDS = 10
 LEASE_MARGIN = dt.timedelta(minutes=1)
 USER_AGENT = "Accord-Webhooks/1"
-SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix, not a secret
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix, not a secret  # nosec B105
 MAX_URL = 500
 MAX_ERROR = 500
 LOCAL_HOSTS = ("localhost", "127.0.0.1")
