@@ -84,6 +84,41 @@ def verify_ledger_nightly() -> int:
     return len(problems) + len(credit)
 
 
+@huey.periodic_task(crontab(minute="*/5"))
+def link_audit_chain() -> int:
+    """Every 5 minutes: chain the audit events committed since the last run (services/audit_chain)."""
+    from portal.extensions import db
+    from portal.services import audit_chain
+
+    with _app_context(), db.session_scope() as session:
+        return audit_chain.link(session)
+
+
+@huey.periodic_task(crontab(hour="2", minute="45"))
+def verify_audit_chain_nightly() -> int:
+    """Every night: recompute the audit chain and log the first broken link and the events left
+    unlinked; when it holds, log its head (seq and hash), so the head is also kept outside the
+    database. Returns the problems found."""
+    from portal.extensions import db
+    from portal.services import audit_chain
+
+    with _app_context(), db.session_scope() as session:
+        report = audit_chain.verify(session)
+    broken = report.broken
+    if broken is None:
+        log.info("audit chain head %s:%s (%s links verified)", *report.head, report.links)
+    else:
+        log.error("audit chain broken at link %s (%s): %s", broken.seq, broken.problem, broken.detail)
+    if report.unchained:
+        log.error(
+            "%s audit event(s) not linked after %s (oldest id %s)",
+            report.unchained,
+            audit_chain.UNCHAINED_GRACE,
+            report.oldest_unchained,
+        )
+    return int(broken is not None) + report.unchained
+
+
 @huey.periodic_task(crontab(minute="5"))
 def expire_hardship_offers_hourly() -> int:
     """Every hour: close the hardship cases whose offers have all expired, lifting their
@@ -201,6 +236,20 @@ def stripe_catch_up() -> int:
         counts = payments.catch_up(session, client)
         recovered = payments.recover_stuck(session, client)
     return sum(n for outcome, n in counts.items() if outcome != "known") + sum(recovered.values())
+
+
+@huey.periodic_task(crontab())
+def outgoing_webhooks_every_minute() -> int:
+    """Every minute: number the new lender events, queue them for the lenders' webhook
+    endpoints, and send the deliveries that are due (overlapping runs skip each other's)."""
+    from portal.db import utcnow
+    from portal.extensions import db
+    from portal.services import outgoing_webhooks
+
+    with _app_context(), db.session_scope() as session:
+        report = outgoing_webhooks.run(session, utcnow())
+    log.info("outgoing webhooks: %s", report.summary())
+    return report.delivered
 
 
 @huey.task()

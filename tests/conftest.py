@@ -51,6 +51,9 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("ACCORD_TEST_DATABASE_URL")
     if url:
         _prepare_postgres(url)
+        # The migrations create the application's role, allowed to read and add history but not
+        # to rewrite it (tests/integration/test_history_immutable.py connects as it).
+        os.environ.setdefault("ACCORD_DB_APP_ROLE", "accord_test_app")
     else:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'accord-test.db'}"
     command.upgrade(alembic_config(url), "head")

@@ -2,7 +2,7 @@
 
 from portal.models.accounts import Account, LedgerEntry
 from portal.models.agreements import Agreement, AgreementEvent, Plan, PlanInstalment
-from portal.models.audit import AuditEvent
+from portal.models.audit import AuditChain, AuditChainHead, AuditChainPending, AuditEvent
 from portal.models.collections import (
     CollectionAction,
     CollectionRun,
@@ -62,6 +62,9 @@ __all__ = [
     "Agreement",
     "AgreementEvent",
     "ApiToken",
+    "AuditChain",
+    "AuditChainHead",
+    "AuditChainPending",
     "AuditEvent",
     "AutopayMandate",
     "Borrower",
