@@ -29,7 +29,7 @@ fi
 
 .venv/bin/huey_consumer portal.tasks.huey -w 2 -k thread -m 1 -q &
 consumer=$!
-.venv/bin/gunicorn -w 2 -b "127.0.0.1:$port" --access-logfile - wsgi:app &
+.venv/bin/gunicorn -w 2 -b "127.0.0.1:$port" wsgi:app &
 web=$!
 trap 'kill "$web" "$consumer" $stripe_pid 2>/dev/null; wait "$web" "$consumer" $stripe_pid 2>/dev/null' EXIT INT TERM
 
