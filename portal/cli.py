@@ -15,6 +15,7 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.migrations import alembic_config
 from portal.models import StaffUser
+from portal.models.integration import API_SCOPES
 from portal.services import demo as demo_service
 from portal.services import ledger as ledger_service
 from portal.services import staff as staff_service
@@ -28,6 +29,12 @@ finance_cli = AppGroup("finance", help="Stripe imports and reconciliation.")
 finance_import_cli = AppGroup("import", help="Import Stripe balance transactions (API or CSV).")
 finance_cli.add_command(finance_import_cli)
 collections_cli = AppGroup("collections", help="The daily collections run and strategy simulation.")
+audit_cli = AppGroup("audit", help="The audit trail's hash chain: link, verify, print the head.")
+accounts_cli = AppGroup("accounts", help="Placements: the accounts lenders hand to Accord.")
+webhooks_cli = AppGroup("webhooks", help="Outgoing webhooks to lenders.")
+api_cli = AppGroup("api", help="The lenders' JSON API.")
+api_token_cli = AppGroup("token", help="Lenders' API tokens: issue, revoke, list.")
+api_cli.add_command(api_token_cli)
 
 
 @db_cli.command("upgrade")
@@ -365,6 +372,246 @@ def collections_send() -> None:
         click.echo(f"  blocked, {reason}: {count}")
 
 
+@webhooks_cli.command("deliver")
+def webhooks_deliver() -> None:
+    """Number new lender events, queue them for the webhook endpoints and send what is due."""
+    from portal.db import utcnow
+    from portal.services import outgoing_webhooks
+
+    with db.session_scope() as session:
+        report = outgoing_webhooks.run(session, utcnow())
+    click.echo(f"Webhooks: {report.summary()}.")
+
+
+PRINTED_REJECTIONS = 20
+
+
+@accounts_cli.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--creditor", "creditor_code", required=True, help="The lender's code.")
+@click.option("--dry-run", is_flag=True, help="Check every row, against the database too; apply nothing.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the rejected rows to this CSV file.",
+)
+def accounts_import(path: Path, creditor_code: str, dry_run: bool, report_path: Path | None) -> None:
+    """Place the borrowers and accounts of a CSV or XLSX file (upserted by the lender's reference)."""
+    import csv
+
+    from portal.services import placements
+    from portal.services.audit import SYSTEM
+
+    with db.session_scope() as session:
+        try:
+            creditor_id = placements.creditor_id_for(session, creditor_code)
+        except DomainError as exc:
+            raise click.ClickException(str(exc)) from exc
+        with click.progressbar(length=0, label=f"Placing {path.name}", show_pos=True) as bar:
+
+            def counted(rows: int) -> None:
+                bar.length = rows
+
+            record = placements.import_file(
+                session,
+                creditor_id=creditor_id,
+                path=path,
+                filename=path.name,
+                source="cli",
+                actor=SYSTEM,
+                dry_run=dry_run,
+                today=_day(None),
+                max_rows=current_app.config["PLACEMENT_MAX_ROWS"],
+                max_bytes=current_app.config["PLACEMENT_MAX_BYTES"],
+                progress=bar.update,
+                counted=counted,
+            )
+        click.echo(placements.summary(record))
+        for rejection in placements.rejections(session, record.id, limit=PRINTED_REJECTIONS):
+            column = rejection.column or "row"
+            click.echo(f"  line {rejection.line}, {column}: {rejection.code}: {rejection.message}", err=True)
+        if record.rows_rejected > PRINTED_REJECTIONS:
+            click.echo(f"  … rejected rows: {record.rows_rejected} in all", err=True)
+        if report_path is not None:
+            with report_path.open("w", encoding="utf-8-sig", newline="") as out:
+                writer = csv.writer(out)
+                writer.writerow(["line", "column", "code", "message", "account_reference"])
+                offset = 0
+                while batch := placements.rejections(session, record.id, offset=offset, limit=1000):
+                    writer.writerows(
+                        [r.line, r.column, r.code, r.message, r.account_reference or ""] for r in batch
+                    )
+                    offset += len(batch)
+            click.echo(f"Rejections written to {report_path} ({offset}).")
+        if record.status in {"refused", "failed"}:
+            raise click.ClickException(f"The file was {record.status}: nothing was applied.")
+
+
+@accounts_cli.command("recall")
+@click.argument("reference")
+@click.option("--creditor", "creditor_code", required=True, help="The lender's code.")
+@click.option("--reason", default=None, help="Why the lender takes the account back.")
+def accounts_recall(reference: str, creditor_code: str, reason: str | None) -> None:
+    """Hand an account back to its lender: it leaves collections (recalling it twice changes nothing)."""
+    from portal.services import placements
+    from portal.services.audit import SYSTEM
+
+    with db.session_scope() as session:
+        try:
+            account = placements.recall(
+                session,
+                creditor_id=placements.creditor_id_for(session, creditor_code),
+                account_reference=reference,
+                actor=SYSTEM,
+                reason=reason,
+            )
+        except DomainError as exc:
+            raise click.ClickException(str(exc)) from exc
+        recalled_at = account.recalled_at.isoformat() if account.recalled_at else "-"
+        click.echo(f"Account {account.external_reference}: {account.status} (since {recalled_at}).")
+
+
+@api_token_cli.command("create")
+@click.option("--creditor", "creditor_code", required=True, help="The lender's code.")
+@click.option("--name", required=True, help="Which of the lender's systems uses it.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(API_SCOPES),
+    help="What it may do (repeat for several).",
+)
+@click.option("--days", type=int, default=None, help="Expires after this many days (default: never).")
+def api_token_create(creditor_code: str, name: str, scopes: tuple[str, ...], days: int | None) -> None:
+    """Issue a lender's API token and print it: this is the only time it is shown."""
+    from portal.services import api_tokens, placements
+    from portal.services.audit import SYSTEM
+
+    with db.session_scope() as session:
+        try:
+            token, raw = api_tokens.create(
+                session,
+                SYSTEM,
+                creditor_id=placements.creditor_id_for(session, creditor_code),
+                name=name,
+                scopes=scopes,
+                expires_in_days=days,
+            )
+        except DomainError as exc:
+            raise click.ClickException(str(exc)) from exc
+        expires = token.expires_at.isoformat() if token.expires_at else "never"
+        scopes_text = ", ".join(token.scopes)
+        click.echo(f"Token {token.prefix} for {creditor_code} ({scopes_text}), expires {expires}.")
+        click.echo("Copy it now: it is not stored and cannot be shown again.")
+        click.echo(raw)
+
+
+@api_token_cli.command("revoke")
+@click.argument("prefix")
+def api_token_revoke(prefix: str) -> None:
+    """Revoke the token with this prefix at once (revoking it again changes nothing)."""
+    from portal.services import api_tokens
+    from portal.services.audit import SYSTEM
+
+    with db.session_scope() as session:
+        token = api_tokens.find(session, prefix)
+        if token is None:
+            raise click.ClickException(f"No API token {prefix}.")
+        api_tokens.revoke(session, SYSTEM, token.id)
+        click.echo(f"Token {token.prefix} revoked.")
+
+
+@api_token_cli.command("list")
+def api_token_list() -> None:
+    """Every token: prefix, lender, name, scopes, expiry, last use, revocation."""
+    from portal.services import api_tokens
+
+    def when(moment: dt.datetime | None, empty: str) -> str:
+        return moment.strftime("%Y-%m-%d %H:%M") if moment else empty
+
+    with db.session_scope() as session:
+        creditors = api_tokens.creditors(session)
+        for token in api_tokens.listing(session):
+            creditor = creditors[token.creditor_id].code
+            click.echo(
+                f"{token.prefix}  {creditor}  {token.name}  {','.join(token.scopes)}  "
+                f"expires {when(token.expires_at, 'never')}  last used {when(token.last_used_at, 'never')}  "
+                f"revoked {when(token.revoked_at, 'no')}"
+            )
+
+
+def _parse_anchors(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[int, str]:
+    """``SEQ:HASH`` values as {seq: hash}: a link from 1 up, 64 lower-case hex digits."""
+    anchors: dict[int, str] = {}
+    for value in values:
+        seq, _, digest = value.partition(":")
+        hex_digits = len(digest) == 64 and set(digest) <= set("0123456789abcdef")
+        if not (seq.isdigit() and int(seq) >= 1 and hex_digits):
+            raise click.BadParameter(f"{value!r} is not SEQ:HASH (a link from 1 up, 64 hex digits)")
+        anchors[int(seq)] = digest
+    return anchors
+
+
+@audit_cli.command("link")
+def audit_link() -> None:
+    """Chain the audit events committed since the last link (a task does it every 5 minutes)."""
+    from portal.services import audit_chain
+
+    with db.session_scope() as session:
+        linked = audit_chain.link(session)
+        seq, digest = audit_chain.head(session)
+    click.echo(f"Audit chain: {linked} event(s) linked; head {seq}:{digest}.")
+
+
+@audit_cli.command("verify")
+@click.option(
+    "--anchor",
+    "anchors",
+    multiple=True,
+    metavar="SEQ:HASH",
+    callback=_parse_anchors,
+    help="A head kept outside the database (flask audit head): the chain must still hold it.",
+)
+def audit_verify(anchors: dict[int, str]) -> None:
+    """Recompute every link of the audit chain; exit 1 with the first broken link, or when
+    events committed over an hour ago are still not linked."""
+    from portal.services import audit_chain
+
+    with db.session_scope() as session:
+        report = audit_chain.verify(session, anchors=anchors)
+    broken = report.broken
+    if broken is not None:
+        click.echo(f"Broken at link {broken.seq} ({broken.problem}): {broken.detail}.", err=True)
+    if report.unchained:
+        click.echo(
+            f"{report.unchained} audit event(s) older than {audit_chain.UNCHAINED_GRACE} are not "
+            f"linked (oldest id {report.oldest_unchained}): is the linking task running? "
+            "flask audit link links them.",
+            err=True,
+        )
+    if not report.ok:
+        raise click.ClickException("The audit chain does not verify.")
+    seq, digest = report.head
+    click.echo(f"Audit chain verified: {report.links} link(s), head {seq}:{digest}.")
+
+
+@audit_cli.command("head")
+def audit_head() -> None:
+    """Print the chain's newest link as SEQ:HASH: keep it outside the database, and give it back
+    to flask audit verify --anchor to prove the chain was not rewritten since."""
+    from portal.services import audit_chain
+
+    with db.session_scope() as session:
+        seq, digest = audit_chain.head(session)
+    click.echo(f"{seq}:{digest}")
+
+
 def init_app(app: Flask) -> None:
     for group in (db_cli, demo_cli, ledger_cli, payments_cli, collections_cli, finance_cli):
         app.cli.add_command(group)
+    app.cli.add_command(accounts_cli)
+    app.cli.add_command(webhooks_cli)
+    app.cli.add_command(api_cli)
+    app.cli.add_command(audit_cli)

@@ -1,0 +1,751 @@
+"""Placing accounts from files (CSV in UTF-8, UTF-8 with a byte order mark and GB18030; XLSX) and
+through the API's rows: a good file creates borrowers, accounts and their opening entries; the
+same file again changes nothing; an updated balance posts exactly its adjustments and keeps what
+Accord posted after the balance date; every bad file of the corpus (tests/data/placements) is
+reported with its exact line, column and code, and nothing else is applied."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from portal.models import (
+    Account,
+    AuditEvent,
+    Borrower,
+    Creditor,
+    IntegrationEvent,
+    LedgerEntry,
+    PlacementImport,
+)
+from portal.services import ledger as ledger_service
+from portal.services import placements
+from portal.services.audit import SYSTEM, Actor
+from tests import factories
+from workflows.errors import DomainError
+from workflows.ledger import EntryKind, Posting
+from workflows.money import Component
+from workflows.placements import COLUMNS
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "placements"
+TODAY = dt.date(2026, 12, 1)
+BALANCE_DATE = dt.date(2026, 11, 30)
+GOOD_REFERENCES = {"LN-1001", "CC-1002", "CC-2001", "LN-3001", "LN-4001"}
+PLACEMENT_ACTIONS = (
+    "account.placed",
+    "account.placement_updated",
+    "borrower.placed",
+    "borrower.placement_updated",
+)
+
+
+@pytest.fixture
+def creditor(session: Session) -> Creditor:
+    row = factories.creditor(session)
+    session.commit()
+    return row
+
+
+def _import(
+    session: Session, creditor: Creditor, path: Path, *, dry_run: bool = False, max_rows: int = 200_000
+) -> PlacementImport:
+    return placements.import_file(
+        session,
+        creditor_id=creditor.id,
+        path=path,
+        filename=path.name,
+        source="cli",
+        actor=SYSTEM,
+        dry_run=dry_run,
+        today=TODAY,
+        max_rows=max_rows,
+    )
+
+
+def _count(session: Session, model: Any, *where: Any) -> int:
+    return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def _accounts(session: Session, creditor: Creditor) -> dict[str, Account]:
+    rows = session.scalars(
+        select(Account).where(Account.creditor_id == creditor.id).execution_options(populate_existing=True)
+    )
+    return {account.external_reference: account for account in rows}
+
+
+def _reported(session: Session, record: PlacementImport) -> list[tuple[int, str, str]]:
+    return [(r.line, r.column, r.code) for r in placements.rejections(session, record.id, limit=1000)]
+
+
+def _state(session: Session, creditor: Creditor) -> dict[str, object]:
+    """Everything a placement could change, to compare before and after."""
+    accounts = _accounts(session, creditor)
+    return {
+        "accounts": {
+            ref: (a.version, a.balances(), a.placed_as_of, a.status, a.dpd, a.stage)
+            for ref, a in accounts.items()
+        },
+        "borrowers": _count(session, Borrower, Borrower.creditor_id == creditor.id),
+        "entries": _count(session, LedgerEntry),
+        "events": _count(session, AuditEvent, AuditEvent.action.in_(PLACEMENT_ACTIONS)),
+    }
+
+
+# --- A good file ----------------------------------------------------------------------------------
+
+
+def test_a_good_file_creates_borrowers_accounts_and_their_opening_entries(
+    session: Session, creditor: Creditor
+) -> None:
+    record = _import(session, creditor, DATA / "good.csv")
+
+    assert record.status == "applied", record.error_message
+    assert (record.rows_total, record.rows_accepted, record.rows_rejected) == (5, 5, 0)
+    assert (record.accounts_created, record.accounts_updated, record.accounts_unchanged) == (5, 0, 0)
+    assert (record.borrowers_created, record.borrowers_updated, record.adjustment_entries) == (4, 0, 0)
+    assert record.encoding == "utf-8"
+    accounts = _accounts(session, creditor)
+    assert set(accounts) == GOOD_REFERENCES
+    loan = accounts["LN-1001"]
+    assert loan.balances() == {
+        Component.PRINCIPAL: 1_000_000,
+        Component.INTEREST: 25_050,
+        Component.FEES: 5_000,
+    }
+    assert (loan.annual_rate_bp, loan.overdue_amount, loan.next_due_amount) == (1850, 120_000, 90_000)
+    assert (loan.placed_as_of, loan.oldest_unpaid_due_on, loan.status) == (
+        BALANCE_DATE,
+        dt.date(2026, 10, 15),
+        "open",
+    )
+    assert (loan.dpd, loan.stage) == (47, "mid")  # 2026-10-15 to 2026-12-01, by the default policy
+    assert (accounts["CC-2001"].currency, accounts["CC-2001"].stage) == ("USD", "charged_off")  # 183 days
+    assert (accounts["LN-4001"].dpd, accounts["LN-4001"].stage) == (0, "current")
+    assert accounts["LN-3001"].product_type == "loan" and accounts["LN-3001"].currency == "CNY"
+    zhang = loan.borrower
+    assert accounts["CC-1002"].borrower_id == zhang.id
+    assert (zhang.creditor_id, zhang.external_reference, zhang.phone, zhang.email) == (
+        creditor.id,
+        "C-001",
+        "+8613800138000",
+        "Zhang.Wei@example.com",
+    )
+    business = accounts["LN-3001"].borrower
+    assert (business.kind, business.company_name, business.full_name) == (
+        "business",
+        "上海明远贸易有限公司",
+        "李娜",
+    )
+    assert accounts["CC-2001"].borrower.address_line1 == "1 Main St, Apt 2"  # a quoted comma
+
+    entries = session.scalars(
+        select(LedgerEntry).where(LedgerEntry.account_id == loan.id).order_by(LedgerEntry.id)
+    )
+    assert [(e.kind, e.component, e.amount, e.effective_on, e.cause, e.memo) for e in entries] == [
+        (
+            "charge",
+            "principal",
+            1_000_000,
+            BALANCE_DATE,
+            f"placement:{record.id}",
+            "Placement good.csv, line 2",
+        ),
+        (
+            "interest",
+            "interest",
+            25_050,
+            BALANCE_DATE,
+            f"placement:{record.id}",
+            "Placement good.csv, line 2",
+        ),
+        ("fee", "fees", 5_000, BALANCE_DATE, f"placement:{record.id}", "Placement good.csv, line 2"),
+    ]
+    assert (
+        _count(session, LedgerEntry, LedgerEntry.account_id == accounts["LN-4001"].id) == 1
+    )  # principal only
+    assert ledger_service.discrepancies(session) == []
+    placed = session.scalars(select(AuditEvent).where(AuditEvent.action == "account.placed")).all()
+    assert {event.object_id for event in placed} == {str(a.id) for a in accounts.values()}
+    audited = next(event for event in placed if event.object_id == str(loan.id))
+    assert audited.after is not None and audited.after["principal_balance"] == 1_000_000
+    assert audited.after["placement_import"] == record.id
+    assert _count(session, AuditEvent, AuditEvent.action == "borrower.placed") == 4
+    assert _count(session, AuditEvent, AuditEvent.action == "placement_import.applied") == 1
+
+
+def test_the_import_tells_its_progress_in_rows(session: Session, creditor: Creditor) -> None:
+    totals: list[int] = []
+    judged: list[int] = []
+
+    placements.import_file(
+        session,
+        creditor_id=creditor.id,
+        path=DATA / "bad_cells.csv",
+        filename="bad_cells.csv",
+        source="upload",
+        actor=SYSTEM,
+        dry_run=False,
+        today=TODAY,
+        max_rows=10,
+        progress=judged.append,
+        counted=totals.append,
+    )
+
+    assert totals == [5] and sum(judged) == 5
+
+
+def test_an_account_changed_by_the_placement_cannot_be_overwritten_by_a_stale_copy(
+    session: Session, creditor: Creditor
+) -> None:
+    _import(session, creditor, DATA / "good.csv")
+    stale = _accounts(session, creditor)["LN-1001"]  # loaded before the update below
+
+    _import(session, creditor, DATA / "updated.csv")
+    stale.next_due_amount = 1
+
+    with pytest.raises(StaleDataError):
+        session.flush()
+    session.rollback()
+
+
+def test_the_same_file_placed_twice_changes_nothing_the_second_time(
+    session: Session, creditor: Creditor
+) -> None:
+    _import(session, creditor, DATA / "good.csv")
+    before = _state(session, creditor)
+
+    again = _import(session, creditor, DATA / "good.csv")
+
+    assert again.status == "applied"
+    assert (again.accounts_created, again.accounts_updated, again.accounts_unchanged) == (0, 0, 5)
+    assert (again.borrowers_created, again.borrowers_updated, again.adjustment_entries) == (0, 0, 0)
+    assert _state(session, creditor) == before
+    assert _count(session, LedgerEntry, LedgerEntry.cause == f"placement:{again.id}") == 0
+
+
+@pytest.mark.parametrize("name", ["good_bom.csv", "good_gb18030.csv"])
+def test_gb18030_and_utf8_with_a_byte_order_mark_read_the_same(
+    session: Session, creditor: Creditor, name: str
+) -> None:
+    _import(session, creditor, DATA / "good.csv")
+    before = _state(session, creditor)
+
+    record = _import(session, creditor, DATA / name)
+
+    assert record.status == "applied"
+    assert record.encoding == {"good_bom.csv": "utf-8-sig", "good_gb18030.csv": "gb18030"}[name]
+    assert record.accounts_unchanged == 5 and record.borrowers_updated == 0
+    assert _state(session, creditor) == before
+
+
+def _xlsx_from_csv(source: Path, target: Path) -> Path:
+    """The CSV's rows in a workbook as a spreadsheet holds them: dates as date cells, the rate as a
+    number, money as text (a blank line left as an empty row)."""
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    kinds = {column.name: column.kind for column in COLUMNS}
+    with source.open(encoding="utf-8", newline="") as stream:
+        reader = csv.reader(stream)
+        header = next(reader)
+        sheet.append(header)
+        for cells in reader:
+            values: list[object] = []
+            if not cells:
+                sheet.append([])  # an empty row, skipped like a blank line
+                continue
+            for name, cell in zip(header, cells, strict=True):
+                if kinds[name] == "date" and "-" in cell:
+                    values.append(dt.date.fromisoformat(cell))
+                elif kinds[name] == "rate":
+                    values.append(float(cell))
+                else:
+                    values.append(cell or None)
+            sheet.append(values)
+    workbook.save(target)
+    return target
+
+
+def test_an_xlsx_workbook_reads_the_same_as_the_csv(
+    session: Session, creditor: Creditor, tmp_path: Path
+) -> None:
+    _import(session, creditor, DATA / "good.csv")
+    before = _state(session, creditor)
+
+    record = _import(session, creditor, _xlsx_from_csv(DATA / "good.csv", tmp_path / "good.xlsx"))
+
+    assert record.status == "applied", record.error_message
+    assert (record.rows_total, record.accounts_unchanged, record.encoding) == (5, 5, None)
+    assert _state(session, creditor) == before
+
+
+def test_an_xlsx_workbook_places_accounts(session: Session, creditor: Creditor, tmp_path: Path) -> None:
+    record = _import(session, creditor, _xlsx_from_csv(DATA / "bad_cells.csv", tmp_path / "bad.xlsx"))
+
+    assert record.status == "applied"
+    assert set(_accounts(session, creditor)) == {"LN-4001"}
+    assert [line for line, _column, _code in _reported(session, record)] == [2, 3, 4, 5]
+
+
+# --- Updates --------------------------------------------------------------------------------------
+
+
+def test_an_updated_balance_posts_exactly_its_adjustments_and_keeps_a_later_payment(
+    session: Session, creditor: Creditor
+) -> None:
+    _import(session, creditor, DATA / "good.csv")
+    loan = _accounts(session, creditor)["LN-1001"]
+    # Accord took a payment the day after the lender's balance date.
+    ledger_service.post(
+        session,
+        ledger_service.lock_account(session, loan.id),
+        EntryKind.PAYMENT,
+        [Posting(Component.PRINCIPAL, -100_000)],
+        cause="payment:test",
+        actor=SYSTEM,
+        effective_on=TODAY,
+    )
+    session.commit()
+    version = loan.version
+
+    record = _import(session, creditor, DATA / "updated.csv")
+
+    assert record.status == "applied"
+    assert (record.accounts_updated, record.accounts_unchanged, record.adjustment_entries) == (2, 3, 3)
+    accounts = _accounts(session, creditor)
+    adjustments = session.scalars(
+        select(LedgerEntry).where(LedgerEntry.cause == f"placement:{record.id}").order_by(LedgerEntry.id)
+    )
+    assert [(e.account_id, e.kind, e.component, e.amount, e.effective_on) for e in adjustments] == [
+        (loan.id, "adjustment", "principal", -50_000, BALANCE_DATE),
+        (loan.id, "adjustment", "interest", 5_000, BALANCE_DATE),
+        (accounts["CC-2001"].id, "adjustment", "fees", -3_500, BALANCE_DATE),
+    ]
+    # The lender's 9,500.00 as of the balance date, less Accord's payment of 1,000.00 after it.
+    assert accounts["LN-1001"].balances() == {
+        Component.PRINCIPAL: 850_000,
+        Component.INTEREST: 30_050,
+        Component.FEES: 5_000,
+    }
+    assert accounts["LN-1001"].version == version + 1
+    assert ledger_service.discrepancies(session) == []
+    updated = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "account.placement_updated")
+    ).all()
+    assert {event.object_id for event in updated} == {str(loan.id), str(accounts["CC-2001"].id)}
+    audited = next(event for event in updated if event.object_id == str(loan.id))
+    assert audited.before == {"principal_balance": 900_000, "interest_balance": 25_050}
+    assert audited.after == {
+        "principal_balance": 850_000,
+        "interest_balance": 30_050,
+        "placement_import": record.id,
+    }
+
+    assert _import(session, creditor, DATA / "good.csv").adjustment_entries == 3  # back to the first figures
+    assert _accounts(session, creditor)["LN-1001"].principal_balance == 900_000  # the payment still counts
+
+
+def test_a_changed_borrower_is_updated_and_audited_once(
+    session: Session, creditor: Creditor, tmp_path: Path
+) -> None:
+    _import(session, creditor, DATA / "good.csv")
+    text = (DATA / "good.csv").read_text(encoding="utf-8").replace("Zhang.Wei@Example.COM", "zw@example.org")
+    changed = tmp_path / "changed.csv"
+    changed.write_text(text, encoding="utf-8")
+
+    record = _import(session, creditor, changed)
+
+    assert (record.borrowers_updated, record.accounts_unchanged) == (1, 5)
+    events = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "borrower.placement_updated")
+    ).all()
+    assert len(events) == 1
+    assert events[0].before == {"email": "Zhang.Wei@example.com"}
+    assert events[0].after == {"email": "zw@example.org", "placement_import": record.id}
+    assert _accounts(session, creditor)["LN-1001"].borrower.email == "zw@example.org"
+
+
+# --- Bad files: the whole file refused ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "reported"),
+    [
+        ("unterminated_quote.csv", "csv_malformed", [(3, "", "csv_malformed")]),
+        ("semicolons.csv", "delimiter_wrong", [(1, "", "delimiter_wrong")]),
+        ("empty.csv", "file_empty", []),
+        ("header_only.csv", "no_rows", []),
+        ("unknown_column.csv", "header_invalid", [(1, "nickname", "column_unknown")]),
+        ("missing_column.csv", "header_invalid", [(1, "currency", "column_missing")]),
+        ("not_text.csv", "encoding_unknown", []),
+    ],
+)
+def test_a_broken_file_is_refused_whole_with_its_reason(
+    session: Session, creditor: Creditor, name: str, code: str, reported: list[tuple[int, str, str]]
+) -> None:
+    record = _import(session, creditor, DATA / name)
+
+    assert (record.status, record.error_code) == ("refused", code)
+    assert record.error_message
+    assert _reported(session, record) == reported
+    assert _accounts(session, creditor) == {}
+    assert _count(session, Borrower, Borrower.creditor_id == creditor.id) == 0
+    assert _count(session, AuditEvent, AuditEvent.action == "placement_import.refused") == 1
+
+
+def test_a_semicolon_file_names_the_delimiter_found(session: Session, creditor: Creditor) -> None:
+    record = _import(session, creditor, DATA / "semicolons.csv")
+
+    assert "semicolon" in (record.error_message or "")
+
+
+def test_a_file_of_more_rows_than_allowed_is_refused_before_anything_is_applied(
+    session: Session, creditor: Creditor, tmp_path: Path
+) -> None:
+    good = (DATA / "good.csv").read_text(encoding="utf-8").splitlines()
+    big = tmp_path / "million.csv"
+    with big.open("w", encoding="utf-8") as out:
+        out.write(good[0] + "\n" + good[1] + "\n")
+        out.write("x\n" * 1_000_000)
+
+    record = _import(session, creditor, big, max_rows=1_000_000)
+
+    assert (record.status, record.error_code) == ("refused", "too_many_rows")
+    assert "1000000" in (record.error_message or "")
+    assert _accounts(session, creditor) == {}
+
+
+def test_a_binary_file_is_refused(session: Session, creditor: Creditor, tmp_path: Path) -> None:
+    picture = tmp_path / "scan.csv"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    workbook = tmp_path / "old.xls"
+    workbook.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 64)
+    broken_zip = tmp_path / "broken.xlsx"
+    broken_zip.write_bytes(b"PK\x03\x04" + b"\x00" * 64)
+
+    assert _import(session, creditor, picture).error_code == "format_unsupported"
+    assert _import(session, creditor, workbook).error_code == "format_unsupported"
+    assert _import(session, creditor, broken_zip).error_code == "xlsx_unreadable"
+
+
+# --- Bad rows: rejected, the rest applied ---------------------------------------------------------
+
+
+def test_bad_cells_are_rejected_with_line_column_and_code_and_the_other_rows_applied(
+    session: Session, creditor: Creditor
+) -> None:
+    record = _import(session, creditor, DATA / "bad_cells.csv")
+
+    assert record.status == "applied"
+    assert (record.rows_total, record.rows_accepted, record.rows_rejected) == (5, 1, 4)
+    assert _reported(session, record) == [
+        (2, "phone", "phone_invalid"),
+        (3, "email", "email_invalid"),
+        (4, "opened_on", "date_invalid"),
+        (5, "principal", "amount_invalid"),
+    ]
+    rejection = placements.rejections(session, record.id)[0]
+    assert rejection.account_reference == "LN-1001" and "12345" in rejection.message
+    assert set(_accounts(session, creditor)) == {"LN-4001"}
+
+
+def test_a_row_with_another_number_of_fields_is_rejected(session: Session, creditor: Creditor) -> None:
+    record = _import(session, creditor, DATA / "field_count.csv")
+
+    assert _reported(session, record) == [(3, "", "field_count")]
+    assert set(_accounts(session, creditor)) == {"LN-1001", "LN-4001"}
+
+
+def test_a_repeated_reference_and_a_borrower_with_other_details_are_rejected(
+    session: Session, creditor: Creditor
+) -> None:
+    record = _import(session, creditor, DATA / "duplicates.csv")
+
+    assert _reported(session, record) == [
+        (4, "account_reference", "reference_duplicated"),
+        (5, "borrower_reference", "borrower_conflict"),
+    ]
+    messages = [r.message for r in placements.rejections(session, record.id)]
+    assert "line 2" in messages[0] and "line 2" in messages[1] and "phone" in messages[1]
+    accounts = _accounts(session, creditor)
+    assert set(accounts) == {"LN-1001", "CC-1002", "LN-4001"}
+    assert accounts["LN-1001"].principal_balance == 1_000_000  # the first line's, not the repeat's
+
+
+def test_a_row_changing_the_currency_of_an_account_is_rejected(session: Session, creditor: Creditor) -> None:
+    _import(session, creditor, DATA / "good.csv")
+    before = _state(session, creditor)["accounts"]
+
+    record = _import(session, creditor, DATA / "currency_change.csv")
+
+    assert _reported(session, record) == [(2, "currency", "currency_changed")]
+    accounts = _accounts(session, creditor)
+    assert accounts["LN-1001"].currency == "CNY"
+    assert "LN-5001" in accounts and record.accounts_created == 1
+    assert {ref: v for ref, v in _state(session, creditor)["accounts"].items() if ref != "LN-5001"} == before
+
+
+def test_balances_older_than_those_placed_are_rejected(session: Session, creditor: Creditor) -> None:
+    _import(session, creditor, DATA / "good.csv")
+    before = _state(session, creditor)
+
+    record = _import(session, creditor, DATA / "stale.csv")
+
+    assert _reported(session, record) == [(2, "balance_date", "balance_date_stale")]
+    assert _state(session, creditor) == before
+
+
+def test_a_balance_the_ledger_cannot_reach_is_rejected(
+    session: Session, creditor: Creditor, tmp_path: Path
+) -> None:
+    _import(session, creditor, DATA / "good.csv")
+    loan = _accounts(session, creditor)["LN-4001"]
+    ledger_service.post(
+        session,
+        ledger_service.lock_account(session, loan.id),
+        EntryKind.PAYMENT,
+        [Posting(Component.PRINCIPAL, -400_000)],
+        cause="payment:test",
+        actor=SYSTEM,
+        effective_on=TODAY,
+    )
+    session.commit()
+    lines = (DATA / "good.csv").read_text(encoding="utf-8").splitlines()
+    lower = tmp_path / "lower.csv"
+    # The lender says 500.00 as of the balance date; with Accord's later payment of 4,000.00 the
+    # principal would go below zero.
+    lower.write_text(
+        lines[0] + "\n" + lines[-1].replace(",5000,0,0,5000", ",500,0,0,500") + "\n", encoding="utf-8"
+    )
+
+    record = _import(session, creditor, lower)
+
+    assert _reported(session, record) == [(2, "principal", "balance_negative")]
+    assert _accounts(session, creditor)["LN-4001"].principal_balance == 100_000
+
+
+# --- Dry runs, failures, the API -------------------------------------------------------------------
+
+
+def test_a_dry_run_reports_what_the_import_would_do_and_writes_no_account(
+    session: Session, creditor: Creditor
+) -> None:
+    dry = _import(session, creditor, DATA / "bad_cells.csv", dry_run=True)
+
+    assert (dry.status, dry.dry_run) == ("validated", True)
+    assert (dry.rows_accepted, dry.rows_rejected, dry.accounts_created, dry.borrowers_created) == (1, 4, 1, 1)
+    assert len(_reported(session, dry)) == 4
+    assert _accounts(session, creditor) == {}
+    assert _count(session, Borrower, Borrower.creditor_id == creditor.id) == 0
+    assert _count(session, LedgerEntry, LedgerEntry.cause == f"placement:{dry.id}") == 0
+
+    _import(session, creditor, DATA / "good.csv")
+    checked = _import(session, creditor, DATA / "currency_change.csv", dry_run=True)
+    assert _reported(session, checked) == [(2, "currency", "currency_changed")]  # judged against the database
+    assert "LN-5001" not in _accounts(session, creditor)
+
+
+def test_an_error_of_ours_rolls_everything_back_and_records_the_import_as_failed(
+    session: Session, creditor: Creditor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: object, accounts: object) -> None:
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(placements._Placer, "_insert_accounts", broken)
+
+    record = _import(session, creditor, DATA / "good.csv")
+
+    assert (record.status, record.error_code) == ("failed", "import_failed")
+    assert "the disk is full" in (record.error_message or "")
+    assert _count(session, Borrower, Borrower.creditor_id == creditor.id) == 0  # inserted, then rolled back
+    assert _accounts(session, creditor) == {}
+
+
+def _json_row(reference: str, borrower: str = "API-1", **changes: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "account_reference": reference,
+        "borrower_reference": borrower,
+        "full_name": "赵敏",
+        "date_of_birth": "1990-05-20",
+        "phone": "+8613600136000",
+        "product_type": "loan",
+        "currency": "CNY",
+        "annual_rate_bp": 1500,
+        "opened_on": "2025-05-01",
+        "balance_date": "2026-11-30",
+        "principal": 200_000,
+        "interest": 1_000,
+        "fees": 0,
+    }
+    row.update(changes)
+    return row
+
+
+def test_the_api_rows_are_placed_all_or_nothing(session: Session, creditor: Creditor) -> None:
+    imports = _count(session, PlacementImport)
+    rows = [_json_row("API-L1"), _json_row("API-L2", principal=-5), _json_row("API-L1")]
+
+    with pytest.raises(placements.PlacementRefused) as refused:
+        placements.apply_rows(session, creditor_id=creditor.id, rows=rows, actor=SYSTEM, today=TODAY)
+
+    assert refused.value.code == "placement_refused"
+    assert [(r.line, r.column, r.code) for r in refused.value.rejections] == [
+        (1, "principal", "amount_negative"),
+        (2, "account_reference", "reference_duplicated"),
+    ]
+    assert _count(session, PlacementImport) == imports
+    assert _accounts(session, creditor) == {}
+    with pytest.raises(DomainError) as empty:
+        placements.apply_rows(session, creditor_id=creditor.id, rows=[], actor=SYSTEM, today=TODAY)
+    assert empty.value.code == "no_rows"
+
+    record, outcomes = placements.apply_rows(
+        session, creditor_id=creditor.id, rows=[rows[0], _json_row("API-L2")], actor=SYSTEM, today=TODAY
+    )
+    accounts = _accounts(session, creditor)
+    assert (record.source, record.status, record.accounts_created, record.borrowers_created) == (
+        "api",
+        "applied",
+        2,
+        1,
+    )
+    assert outcomes == [
+        placements.RowOutcome(0, "API-L1", "created", accounts["API-L1"].id),
+        placements.RowOutcome(1, "API-L2", "created", accounts["API-L2"].id),
+    ]
+    again, outcomes = placements.apply_rows(
+        session,
+        creditor_id=creditor.id,
+        rows=[_json_row("API-L1"), _json_row("API-L2", interest=2_000)],
+        actor=SYSTEM,
+        today=TODAY,
+    )
+    assert [outcome.action for outcome in outcomes] == ["unchanged", "updated"]
+    assert again.adjustment_entries == 1
+    with pytest.raises(placements.PlacementRefused) as moved:
+        placements.apply_rows(
+            session,
+            creditor_id=creditor.id,
+            rows=[_json_row("API-L3"), _json_row("API-L1", currency="USD")],
+            actor=SYSTEM,
+            today=TODAY,
+        )
+    assert [(r.line, r.code) for r in moved.value.rejections] == [(1, "currency_changed")]
+    assert "API-L3" not in _accounts(session, creditor)
+    assert ledger_service.discrepancies(session) == []
+
+
+# --- Recall ---------------------------------------------------------------------------------------
+
+
+def test_a_recalled_account_is_audited_and_announced_once_and_reopened_when_placed_again(
+    session: Session, creditor: Creditor
+) -> None:
+    _import(session, creditor, DATA / "good.csv")
+    staff = factories.staff(session)
+
+    account = placements.recall(
+        session,
+        creditor_id=creditor.id,
+        account_reference="LN-1001",
+        actor=Actor.staff(staff),
+        reason="Sold to another agency",
+    )
+
+    assert account.status == "recalled" and account.recalled_at is not None
+    events = session.scalars(select(IntegrationEvent).where(IntegrationEvent.account_id == account.id)).all()
+    assert [(e.type, e.data["reason"], e.data["account_reference"]) for e in events] == [
+        ("account.recalled", "Sold to another agency", "LN-1001")
+    ]
+    audited = session.scalars(select(AuditEvent).where(AuditEvent.action == "account.recalled")).all()
+    assert [(e.actor_id, e.before["status"], e.after["status"]) for e in audited] == [
+        (staff.id, "open", "recalled")
+    ]  # type: ignore[index]
+
+    placements.recall(
+        session, creditor_id=creditor.id, account_reference="LN-1001", actor=SYSTEM, reason="again"
+    )
+    assert _count(session, IntegrationEvent, IntegrationEvent.account_id == account.id) == 1
+    assert _count(session, AuditEvent, AuditEvent.action == "account.recalled") == 1
+    with pytest.raises(DomainError) as unknown:
+        placements.recall(
+            session, creditor_id=creditor.id, account_reference="NOPE", actor=SYSTEM, reason=None
+        )
+    assert unknown.value.code == "account_unknown"
+
+    record = _import(session, creditor, DATA / "good.csv")
+    reopened = _accounts(session, creditor)["LN-1001"]
+    assert (record.accounts_updated, reopened.status, reopened.recalled_at) == (1, "open", None)
+    event = session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.action == "account.placement_updated", AuditEvent.object_id == str(reopened.id)
+        )
+    ).one()
+    assert event.before is not None and event.before["status"] == "recalled"
+    assert event.after is not None and event.after["status"] == "open"
+
+
+# --- The command line -----------------------------------------------------------------------------
+
+
+def test_the_command_line_imports_reports_rejections_and_fails_on_a_refused_file(
+    app: Flask, session: Session, creditor: Creditor, tmp_path: Path
+) -> None:
+    runner = app.test_cli_runner()
+    report = tmp_path / "rejected.csv"
+
+    dry = runner.invoke(
+        args=["accounts", "import", str(DATA / "good.csv"), "--creditor", creditor.code, "--dry-run"]
+    )
+    assert dry.exit_code == 0, dry.output
+    assert "5 created" in dry.output and "dry run" in dry.output
+    assert _accounts(session, creditor) == {}
+
+    result = runner.invoke(
+        args=[
+            "accounts",
+            "import",
+            str(DATA / "bad_cells.csv"),
+            "--creditor",
+            creditor.code,
+            "--report",
+            str(report),
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 created" in result.output and "4 rejected" in result.output
+    assert "line 2, phone: phone_invalid" in result.output
+    with report.open(encoding="utf-8-sig", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [(row["line"], row["column"], row["code"]) for row in rows] == [
+        ("2", "phone", "phone_invalid"),
+        ("3", "email", "email_invalid"),
+        ("4", "opened_on", "date_invalid"),
+        ("5", "principal", "amount_invalid"),
+    ]
+
+    refused = runner.invoke(
+        args=["accounts", "import", str(DATA / "semicolons.csv"), "--creditor", creditor.code]
+    )
+    assert refused.exit_code != 0
+    assert "delimiter_wrong" in refused.output and "nothing was applied" in refused.output
+    unknown = runner.invoke(args=["accounts", "import", str(DATA / "good.csv"), "--creditor", "NO-SUCH"])
+    assert unknown.exit_code != 0 and "There is no creditor NO-SUCH" in unknown.output
+
+    recalled = runner.invoke(
+        args=["accounts", "recall", "LN-4001", "--creditor", creditor.code, "--reason", "repaid"]
+    )
+    assert recalled.exit_code == 0, recalled.output
+    assert "LN-4001: recalled" in recalled.output
+    assert _accounts(session, creditor)["LN-4001"].status == "recalled"
+    missing = runner.invoke(args=["accounts", "recall", "LN-9999", "--creditor", creditor.code])
+    assert missing.exit_code != 0 and "no account LN-9999" in missing.output
