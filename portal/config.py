@@ -91,6 +91,15 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         # Evidence files (local storage): outside static/, never served directly.
         "EVIDENCE_DIR": _env("EVIDENCE_DIR", str(instance / "evidence")),
         "DOCUMENT_DIR": _env("DOCUMENT_DIR", str(instance / "documents")),
+        # Files (evidence and documents) in those directories ("local") or in an S3 bucket ("s3"),
+        # under S3_PREFIX, at S3_ENDPOINT_URL for an S3-compatible store. Credentials come from
+        # boto3's own chain (AWS_* variables, a profile, an instance role), never from here.
+        "STORAGE_BACKEND": _env("STORAGE_BACKEND", "local"),
+        "S3_BUCKET": _env("S3_BUCKET"),
+        "S3_PREFIX": _env("S3_PREFIX", ""),
+        "S3_ENDPOINT_URL": _env("S3_ENDPOINT_URL"),
+        "S3_REGION": _env("S3_REGION"),
+        "S3_SERVER_SIDE_ENCRYPTION": _env("S3_SERVER_SIDE_ENCRYPTION"),
         # The organisation's seal on signed agreements: a PKCS#12 in production; in development a
         # key and self-signed certificate are generated once under instance/seal/.
         "SEAL_PKCS12_PATH": _env("SEAL_PKCS12_PATH"),
@@ -158,6 +167,15 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     config.update(overrides)
     if config["NOTIFIER"] not in ("outbox", "live"):
         raise ConfigError(f"ACCORD_NOTIFIER must be outbox or live, not {config['NOTIFIER']!r}")
+    if config["STORAGE_BACKEND"] not in ("local", "s3"):
+        raise ConfigError(f"ACCORD_STORAGE_BACKEND must be local or s3, not {config['STORAGE_BACKEND']!r}")
+    if config["STORAGE_BACKEND"] == "s3" and not config["S3_BUCKET"]:
+        raise ConfigError("ACCORD_STORAGE_BACKEND=s3 needs ACCORD_S3_BUCKET, the bucket files are kept in")
+    if config["S3_SERVER_SIDE_ENCRYPTION"] not in (None, "AES256", "aws:kms"):
+        raise ConfigError(
+            "ACCORD_S3_SERVER_SIDE_ENCRYPTION must be AES256 or aws:kms, "
+            f"not {config['S3_SERVER_SIDE_ENCRYPTION']!r}"
+        )
     if config["LOG_FORMAT"] not in ("json", "text"):
         raise ConfigError(f"ACCORD_LOG_FORMAT must be json or text, not {config['LOG_FORMAT']!r}")
     if env == "production" and config["NOTIFIER"] == "outbox":

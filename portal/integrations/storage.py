@@ -1,18 +1,23 @@
-"""Where uploaded files live: the ``Storage`` interface and its local-directory implementation.
+"""Where files live: the ``Storage`` interface, on a local directory or in an S3 bucket.
 
 A file is stored under a random key (``<32 hex digits><suffix>``, e.g. ``3f9c…e1.pdf``) that owes
 nothing to the name the borrower gave; the database keeps the key next to the display name. Keys of
-any other shape are refused before they come near a path, so no key can walk out of the store.
+any other shape are refused before they come near a path or a request, so no key can walk out of
+the store.
 
 ``LocalStorage`` keeps files in a directory outside ``static/`` (by default ``instance/evidence``),
 directories 0700 and files 0600, each written to a temporary file and renamed into place, so a
-reader sees a whole file or none. Several web hosts share it only through a shared mount; another
-implementation (an object store) can take its place behind the same interface.
+reader sees a whole file or none. Several web hosts share it only through a shared mount.
+
+``S3Storage`` keeps the same keys as objects in an S3 bucket, or in any S3-compatible store at an
+endpoint of its own, so any number of web hosts and workers share the files without a shared disk.
+``ACCORD_STORAGE_BACKEND`` chooses between them (``storage_from_config``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -21,6 +26,11 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
+
+import boto3
+from botocore.client import BaseClient
+from botocore.config import Config as BotocoreConfig
+from botocore.exceptions import ClientError
 
 from portal.config import ROOT, ConfigError
 
@@ -128,6 +138,83 @@ class LocalStorage:
         return self._path(key).is_file()
 
 
+class S3Storage:
+    """Files as objects in an S3 bucket (or an S3-compatible store), each named ``<prefix><key>``.
+
+    Keys obey the same rules as on disk and are checked before any request is sent. Every write is
+    one PUT of the whole body, so a reader sees a whole object or none, and is conditional
+    (``If-None-Match: *``): an object is never replaced. A random key that is somehow taken is drawn
+    again; a content address that is already there is read back and its bytes checked, not
+    rewritten. Two writers of the same bytes at the same instant may see S3 refuse one of them
+    (409, "try again"), which fails that write like any other error of the store.
+
+    A missing object is ``FileNotFoundError`` only when the credentials may list the bucket
+    (``s3:ListBucket``); without that S3 answers "access denied" for a missing key, and so does this.
+    """
+
+    def __init__(
+        self, client: BaseClient, bucket: str, *, prefix: str = "", server_side_encryption: str | None = None
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix
+        self.server_side_encryption = server_side_encryption
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}{check_key(key)}"
+
+    def put(self, data: bytes, *, suffix: str) -> str:
+        key = new_key(suffix)
+        while not self._create(key, data):  # 128 random bits: never, but a store must not overwrite
+            key = new_key(suffix)
+        return key
+
+    def put_content(self, data: bytes, *, suffix: str) -> str:
+        new_key(suffix)  # the suffix rules
+        key = f"{hashlib.sha256(data).hexdigest()}.{suffix.removeprefix('.')}"
+        if not self._create(key, data) and hashlib.sha256(self.open(key)).hexdigest() != key[:64]:
+            raise StorageKeyError(f"stored bytes under {key} differ from their address")
+        return key
+
+    def _create(self, key: str, data: bytes) -> bool:
+        """Write a new object under ``key``; False, writing nothing, if the key is taken."""
+        encryption = (
+            {"ServerSideEncryption": self.server_side_encryption} if self.server_side_encryption else {}
+        )
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._name(key), Body=data, IfNoneMatch="*", **encryption
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
+                return False
+            raise
+        return True
+
+    def open(self, key: str) -> bytes:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._name(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchKey":
+                raise FileNotFoundError(f"no stored file under {key}") from exc
+            raise
+        with contextlib.closing(response["Body"]) as body:
+            data: bytes = body.read()
+        return data
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._name(key))  # a missing key is no error
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._name(key))
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return False
+            raise
+        return True
+
+
 def _fsync_directory(directory: Path) -> None:
     """Make the rename itself durable (where the platform allows opening a directory)."""
     try:
@@ -150,12 +237,49 @@ def evidence_directory(config: Mapping[str, Any]) -> Path:
 
 
 def storage_from_config(config: Mapping[str, Any]) -> Storage:
+    """Evidence files: under ``evidence/`` (after ``S3_PREFIX``) in the bucket when
+    ``STORAGE_BACKEND`` is ``s3``, else in the evidence directory."""
+    if config.get("STORAGE_BACKEND") == "s3":
+        return s3_storage_from_config(config, "evidence")
     return LocalStorage(evidence_directory(config))
 
 
 def document_storage_from_config(config: Mapping[str, Any]) -> Storage:
-    """Agreements (as generated and as signed): ``DOCUMENT_DIR``, else ``<INSTANCE_PATH>/documents``."""
+    """Agreements (as generated and as signed) and other documents Accord makes: under
+    ``documents/`` (after ``S3_PREFIX``) in the bucket when ``STORAGE_BACKEND`` is ``s3``, else
+    ``DOCUMENT_DIR``, by default ``<INSTANCE_PATH>/documents``."""
+    if config.get("STORAGE_BACKEND") == "s3":
+        return s3_storage_from_config(config, "documents")
     directory = Path(config.get("DOCUMENT_DIR") or Path(config["INSTANCE_PATH"]) / "documents").resolve()
     if directory.is_relative_to(STATIC_DIR.resolve()):
         raise ConfigError(f"the document directory must not be served as static files: {directory}")
     return LocalStorage(directory)
+
+
+def s3_storage_from_config(config: Mapping[str, Any], area: str) -> S3Storage:
+    """The objects of one ``area`` ("evidence", "documents") in ``S3_BUCKET``, named
+    ``<S3_PREFIX>/<area>/<key>`` (``load_config`` has made sure the bucket is named)."""
+    prefix = (config.get("S3_PREFIX") or "").strip("/")
+    return S3Storage(
+        s3_client(config.get("S3_ENDPOINT_URL"), config.get("S3_REGION")),
+        config["S3_BUCKET"],
+        prefix=f"{prefix}/{area}/" if prefix else f"{area}/",
+        server_side_encryption=config.get("S3_SERVER_SIDE_ENCRYPTION"),
+    )
+
+
+@functools.cache
+def s3_client(endpoint_url: str | None, region: str | None) -> BaseClient:
+    """One S3 client per endpoint and region for the whole process: clients are thread-safe and
+    costly to make (each is made from a session of its own, since boto3's default session is not
+    thread-safe). Credentials come from boto3's own chain (``AWS_ACCESS_KEY_ID`` and
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, an instance or task role), never from Accord's
+    settings. A request waits at most 5 s to connect and 30 s for an answer, and is retried."""
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        config=BotocoreConfig(
+            connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3}
+        ),
+    )
