@@ -31,8 +31,9 @@ file in the same run.
 
 Also reported: the time the row rules alone take (the file read with the csv module and every
 row through ``parse_text_row``, no database), so the import's time can be told apart. Figures go
-to bench/results/<timestamp>-placements.json. Target (issue 10): the first import <= 20 s on
-PostgreSQL.
+to bench/results/<timestamp>-placements.json, each step with the machine's load average (1 minute)
+when it ended: other work on the machine moves these figures a lot. Target (issue 10): the first
+import <= 20 s on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import argparse
 import csv
 import datetime as dt
 import json
+import os
 import random
 import sys
 import tempfile
@@ -404,7 +406,8 @@ def run_engine(url: str, folder: Path, args: argparse.Namespace, today: dt.date)
         print(f"  {name} …", flush=True)
         seconds, counts = step()
         figures[name] = {"seconds": round(seconds, 2), **counts}
-        print(f"    {seconds:.2f} s {counts}", flush=True)
+        figures[name]["load_average"] = round(os.getloadavg()[0], 1)
+        print(f"    {seconds:.2f} s {counts} (load average {figures[name]['load_average']})", flush=True)
         if name == "first_import":
             verify(app)
             analyze(url)

@@ -45,10 +45,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -416,9 +416,15 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _PHONE_SEPARATORS = re.compile(r"[\s\-.()]")
 _DIGITS = re.compile(r"\d+", re.ASCII)
 _TIME_ZONE = re.compile(r"[A-Za-z0-9_+\-]+(?:/[A-Za-z0-9_+\-]+)*", re.ASCII)
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+"""The characters a value may not hold: Unicode's control characters (category Cc) and surrogates
+(Cs), which no text means and PostgreSQL cannot store (a NUL) or encode (a lone surrogate)."""
 _MAX_PHONE_TEXT = 32
 _CN_MOBILE_DIGITS = 11
 _E164_DIGITS = (8, 15)
+
+# The readers that depend on an argument (the day, the country, the currency, the column) are
+# built once per argument (``lru_cache``), not once per row: a file has up to 100,000 rows.
 
 
 class _UndecidedError(Exception):
@@ -435,30 +441,36 @@ def normalise_phone(text: str, country: str) -> str:
     """A phone number in E.164 (``+8613800138000``). Spaces, hyphens, dots and parentheses are
     ignored; ``+`` or ``00`` then 8 to 15 digits (the first not 0) is international; an 11-digit
     number starting with 1 is a Chinese mobile when the borrower's country is CN."""
-    invalid = DomainError(
+    if len(text) <= _MAX_PHONE_TEXT:
+        cleaned = _PHONE_SEPARATORS.sub("", text)
+        low, high = _E164_DIGITS
+        digits = None
+        if cleaned.startswith("+"):
+            digits = cleaned[1:]
+        elif cleaned.startswith("00"):
+            digits = cleaned[2:]
+        elif (
+            country == "CN"
+            and _DIGITS.fullmatch(cleaned)
+            and len(cleaned) == _CN_MOBILE_DIGITS
+            and cleaned.startswith("1")
+        ):
+            return "+86" + cleaned
+        if (
+            digits is not None
+            and _DIGITS.fullmatch(digits)
+            and low <= len(digits) <= high
+            and not digits.startswith("0")
+        ):
+            return "+" + digits
+    raise DomainError(
         "phone_invalid",
         "{value} is not a phone number: write it with its country code, such as +8613800138000.",
         value=_shown(text),
     )
-    if len(text) > _MAX_PHONE_TEXT:
-        raise invalid
-    cleaned = _PHONE_SEPARATORS.sub("", text)
-    if cleaned.startswith("+"):
-        digits = cleaned[1:]
-    elif cleaned.startswith("00"):
-        digits = cleaned[2:]
-    elif country == "CN" and _DIGITS.fullmatch(cleaned) and len(cleaned) == _CN_MOBILE_DIGITS:
-        if cleaned.startswith("1"):
-            return "+86" + cleaned
-        raise invalid
-    else:
-        raise invalid
-    low, high = _E164_DIGITS
-    if _DIGITS.fullmatch(digits) and low <= len(digits) <= high and not digits.startswith("0"):
-        return "+" + digits
-    raise invalid
 
 
+@lru_cache(maxsize=64)
 def _phone(country: str | None) -> Callable[[str], str]:
     """Without a known country (it was refused) only an international number can be judged."""
 
@@ -515,6 +527,7 @@ def _reference(text: str) -> str:
     return text
 
 
+@lru_cache(maxsize=64)
 def _choice(name: str, choices: Sequence[str]) -> Callable[[str], str]:
     def read(text: str) -> str:
         if text.lower() in choices:
@@ -567,6 +580,7 @@ def _currency(text: str) -> str:
     return code
 
 
+@lru_cache(maxsize=64)
 def _date(name: str) -> Callable[[str], dt.date]:
     def read(text: str) -> dt.date:
         if _ISO_DATE.fullmatch(text):
@@ -591,6 +605,7 @@ def _years_before(day: dt.date, years: int) -> dt.date:
         return day.replace(year=day.year - years, day=28)
 
 
+@lru_cache(maxsize=64)
 def _date_of_birth(today: dt.date) -> Callable[[str], dt.date]:
     read_date = _date("date_of_birth")
 
@@ -608,6 +623,7 @@ def _date_of_birth(today: dt.date) -> Callable[[str], dt.date]:
     return read
 
 
+@lru_cache(maxsize=64)
 def _balance_date(today: dt.date) -> Callable[[str], dt.date]:
     read_date = _date("balance_date")
 
@@ -625,13 +641,26 @@ def _balance_date(today: dt.date) -> Callable[[str], dt.date]:
 
 
 _MOST_DECIMALS = max(CURRENCY_EXPONENTS, key=CURRENCY_EXPONENTS.__getitem__)
+_PLAIN_AMOUNT = re.compile(r"(\d+)(?:\.(\d+))?", re.ASCII)
 
 
+@lru_cache(maxsize=64)
 def _money_text(currency: str | None) -> Callable[[str], int]:
     """An amount in major units, as a file writes it. Without a known currency only what is no
-    amount in any currency can be refused."""
+    amount in any currency can be refused.
+
+    Digits with at most the currency's decimals and at most ``MAX_AMOUNT_DIGITS`` digits in all
+    (nearly every cell) are read here; anything else goes to ``parse_amount``, which reads these
+    the same way and says what is wrong with the rest."""
+    exponent = CURRENCY_EXPONENTS[currency] if currency is not None else 0
+    scale: int = 10**exponent
 
     def read(text: str) -> int:
+        plain = _PLAIN_AMOUNT.fullmatch(text) if currency is not None else None
+        if plain is not None:
+            whole, fraction = plain.group(1), plain.group(2) or ""
+            if len(fraction) <= exponent and len(whole) + len(fraction) <= MAX_AMOUNT_DIGITS:
+                return int(whole) * scale + int(fraction.ljust(exponent, "0") or "0")
         if "," in text:
             raise DomainError(
                 "amount_invalid",
@@ -732,7 +761,8 @@ def _text_cells(values: Mapping[str, str]) -> tuple[dict[str, str | int], list[F
     cells: dict[str, str | int] = {}
     errors: list[FieldError] = []
     for key, value in values.items():
-        name = key.strip().lower() if isinstance(key, str) else key
+        # A file's header is already in the columns' spelling; a caller's keys may need cleaning.
+        name = key if key in _FILE_COLUMNS or not isinstance(key, str) else key.strip().lower()
         if name not in _FILE_COLUMNS or value is None:
             continue
         if not isinstance(value, str):
@@ -775,7 +805,7 @@ def _clean_string(name: str, value: str, cells: dict[str, str | int], errors: li
     text = value.strip()
     if not text:
         return
-    if any(unicodedata.category(char) in {"Cc", "Cs"} for char in text):
+    if CONTROL_CHARACTERS.search(text):
         errors.append(
             _error(
                 name,

@@ -59,7 +59,8 @@ from typing import Any, Protocol, cast
 # refused with a ValueError.
 from defusedxml.ElementTree import ParseError
 from flask import g, has_request_context, request
-from sqlalchemy import JSON, Table, bindparam, func, insert, select, text, update
+from sqlalchemy import JSON, ColumnElement, Table, any_, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from portal.db import utcnow
@@ -226,7 +227,7 @@ class _Source(Protocol):
 
 
 def _blank(cells: Sequence[str]) -> bool:
-    return not any(cell.strip() for cell in cells)
+    return not "".join(cells).strip()
 
 
 class _CsvSource:
@@ -624,18 +625,17 @@ def _insert_rows(
                 )
             ).scalars()
         )
-        rows = [{"id": row_id, **row} for row_id, row in zip(new_ids, rows, strict=True)]
     names = list(rows[0])
-    json_columns = [name for name in names if isinstance(table.c[name].type, JSON)]
-    quoted = ", ".join(f'"{name}"' for name in names)
+    json_positions = [index for index, name in enumerate(names) if isinstance(table.c[name].type, JSON)]
+    quoted = ", ".join(f'"{name}"' for name in (["id", *names] if ids else names))
     driver = connection.connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
-        for row in rows:
-            values = (
-                {**row, **{name: _json_text(row[name]) for name in json_columns}} if json_columns else row
-            )
-            copy.write_row([values[name] for name in names])
+        for index, row in enumerate(rows):
+            values = [row[name] for name in names]
+            for position in json_positions:
+                values[position] = _json_text(values[position])
+            copy.write_row([new_ids[index], *values] if ids else values)
     return new_ids
 
 
@@ -662,7 +662,7 @@ class _Placer:
         self.today = today
         self.memo = memo
         self.policy: Policy = policy_service.current(session, today)
-        postgresql = session.get_bind().dialect.name == "postgresql"
+        self.postgresql = postgresql = session.get_bind().dialect.name == "postgresql"
         # Row locks (PostgreSQL) on what is to be written; a dry run writes nothing and takes none.
         self.lock = lock and postgresql
         if postgresql:
@@ -676,15 +676,25 @@ class _Placer:
         # of the same borrower (the same details: _FileChecks) has nothing more to do. The id is
         # None while the borrower is only planned (a dry run, or a request not yet written).
         self.borrowers: dict[str, int | None] = {}
+        self._shared: dict[str, Any] = {}
+        """The fields the audit events of the chunk being written share (``_shared_event_fields``)."""
 
     # Reading what exists
+
+    def _among(self, column: Any, values: Sequence[object]) -> ColumnElement[bool]:
+        """``column IN values``; on PostgreSQL ``= ANY(:array)``, one parameter instead of 2,000
+        (psycopg reparses the text of a statement with thousands of parameters every time)."""
+        if self.postgresql:
+            array = bindparam(None, list(values), type_=ARRAY(column.type))
+            return cast(ColumnElement[bool], column == any_(array))
+        return cast(ColumnElement[bool], column.in_(values))
 
     def _existing_borrowers(self, references: Iterable[str]) -> dict[str, dict[str, Any]]:
         wanted = sorted(set(references) - self.borrowers.keys())
         if not wanted:
             return {}
         stmt = select(B.c.id, B.c.external_reference, *(B.c[name] for name in BORROWER_FIELDS)).where(
-            B.c.creditor_id == self.creditor_id, B.c.external_reference.in_(wanted)
+            B.c.creditor_id == self.creditor_id, self._among(B.c.external_reference, wanted)
         )
         if self.lock:
             stmt = stmt.with_for_update()
@@ -708,7 +718,7 @@ class _Placer:
                 B.c.external_reference.label("borrower_reference"),
             )
             .join(B, B.c.id == A.c.borrower_id)
-            .where(A.c.creditor_id == self.creditor_id, A.c.external_reference.in_(references))
+            .where(A.c.creditor_id == self.creditor_id, self._among(A.c.external_reference, references))
         )
         if self.lock:
             # A concurrent change of the same account waits for this import; one made from a copy
@@ -726,7 +736,7 @@ class _Placer:
         for day, ids in by_day.items():
             stmt = (
                 select(L.c.account_id, L.c.component, func.sum(L.c.amount))
-                .where(L.c.account_id.in_(ids), L.c.effective_on <= day)
+                .where(self._among(L.c.account_id, ids), L.c.effective_on <= day)
                 .group_by(L.c.account_id, L.c.component)
             )
             for account_id, component, total in self.session.execute(stmt):
@@ -839,6 +849,7 @@ class _Placer:
 
     def write(self, plan: _ChunkPlan, import_id: int) -> None:
         """Write a planned chunk set-based: borrowers, accounts, ledger entries, audit events."""
+        self._shared = self._shared_event_fields()
         events = self._write_borrowers(plan, import_id)
         created = [account for account in plan.accounts if account.action == "created"]
         updated = [account for account in plan.accounts if account.action == "updated"]
@@ -858,18 +869,19 @@ class _Placer:
                 )
                 for account in updated
             ]
+        cause, posted_at = f"placement:{import_id}", utcnow()
         entries = [
             {
                 "account_id": account.account_id,
                 "component": posting.component.value,
                 "kind": kind.value,
                 "amount": posting.amount,
-                "cause": f"placement:{import_id}",
+                "cause": cause,
                 "memo": self.memo(account.line),
                 "actor_type": self.actor.type,
                 "actor_id": self.actor.id,
                 "effective_on": account.row.balance_date,
-                "posted_at": utcnow(),
+                "posted_at": posted_at,
             }
             for account in plan.accounts
             for kind, posting in account.change.postings
@@ -1011,16 +1023,23 @@ class _Placer:
     ) -> dict[str, Any]:
         """An audit event as ``audit.record`` writes it, as a row for one bulk INSERT."""
         return {
-            "occurred_at": utcnow(),
-            "actor_type": self.actor.type,
-            "actor_id": self.actor.id,
+            **self._shared,
             "action": action,
             "object_type": object_type,
             "object_id": str(object_id),
             "before": _json(before) if before is not None else None,
             "after": {**_json(after), "placement_import": import_id},
-            "request_id": g.get("request_id") if has_request_context() else None,
-            "ip": request.remote_addr if has_request_context() else None,
+        }
+
+    def _shared_event_fields(self) -> dict[str, Any]:
+        """What every audit event of a chunk holds alike: the time, the actor, the request."""
+        in_request = has_request_context()
+        return {
+            "occurred_at": utcnow(),
+            "actor_type": self.actor.type,
+            "actor_id": self.actor.id,
+            "request_id": g.get("request_id") if in_request else None,
+            "ip": request.remote_addr if in_request else None,
         }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import openpyxl
 import pytest
-from flask import Flask
+from flask import Flask, g
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -749,3 +749,32 @@ def test_the_command_line_imports_reports_rejections_and_fails_on_a_refused_file
     assert _accounts(session, creditor)["LN-4001"].status == "recalled"
     missing = runner.invoke(args=["accounts", "recall", "LN-9999", "--creditor", creditor.code])
     assert missing.exit_code != 0 and "no account LN-9999" in missing.output
+
+
+def test_placements_made_in_a_request_audit_its_request_id_and_address(
+    app: Flask, session: Session, creditor: Creditor
+) -> None:
+    """Every audit event a placement writes in bulk names the request and the address it came
+    from, as ``audit.record`` does for one event."""
+    rows = [_json_row("API-R1"), _json_row("API-R2")]
+    with app.test_request_context(environ_base={"REMOTE_ADDR": "203.0.113.7"}):
+        g.request_id = "req-placement-1"
+        placements.apply_rows(session, creditor_id=creditor.id, rows=rows, actor=SYSTEM, today=TODAY)
+        g.request_id = "req-placement-2"
+        placements.apply_rows(
+            session,
+            creditor_id=creditor.id,
+            rows=[_json_row("API-R1", interest=2_000)],
+            actor=SYSTEM,
+            today=TODAY,
+        )
+
+    events = session.scalars(
+        select(AuditEvent).where(AuditEvent.action.in_(PLACEMENT_ACTIONS)).order_by(AuditEvent.id)
+    ).all()
+    assert [(event.action, event.request_id, event.ip) for event in events] == [
+        ("borrower.placed", "req-placement-1", "203.0.113.7"),
+        ("account.placed", "req-placement-1", "203.0.113.7"),
+        ("account.placed", "req-placement-1", "203.0.113.7"),
+        ("account.placement_updated", "req-placement-2", "203.0.113.7"),
+    ]

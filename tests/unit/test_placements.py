@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
+import unicodedata
 from dataclasses import fields, replace
 
 import pytest
@@ -12,9 +14,10 @@ from hypothesis import strategies as st
 
 from workflows.errors import DomainError
 from workflows.ledger import EntryKind, Posting, apply_postings
-from workflows.money import CURRENCY_EXPONENTS, Component, plain_amount
+from workflows.money import CURRENCY_EXPONENTS, Component, parse_amount, plain_amount
 from workflows.placements import (
     COLUMNS,
+    CONTROL_CHARACTERS,
     JSON_FIELDS,
     FieldError,
     PlacedState,
@@ -859,6 +862,44 @@ def test_file_amounts_read_back_exactly(principal: int, interest: int, fees: int
     assert (row.principal, row.interest, row.fees, row.next_due_amount) == (principal, interest, fees, fees)
     assert row.total == principal + interest + fees
     assert typed(row.principal) == values["principal"]
+
+
+@given(st.from_regex(r"\d{0,20}(\.\d{0,4})?|[0-9.,-]{1,8}", fullmatch=True).filter(str.strip), currencies)
+def test_a_file_amount_reads_as_parse_amount_reads_it(typed: str, currency: str) -> None:
+    """The row rules read plain amounts themselves (the common case, quickly): the same value, or
+    the same refusal, as ``workflows.money.parse_amount`` (thousands separators aside: refused)."""
+    result = parse_text_row(
+        text_row(
+            currency=currency,
+            principal=typed,
+            interest="0",
+            fees="0",
+            total=typed,
+            overdue_amount="",
+            oldest_unpaid_due_on="",
+        ),
+        today=TODAY,
+    )
+    try:
+        expected = parse_amount(typed, currency)
+    except DomainError as refusal:
+        assert isinstance(result, list)
+        assert [(error.column, error.code) for error in result][:1] == [("principal", refusal.code)]
+        return
+    if "," in typed:
+        assert isinstance(result, list)
+        assert [(error.column, error.code) for error in result][:1] == [("principal", "amount_invalid")]
+    else:
+        assert isinstance(result, PlacementRow), [error.text() for error in result]
+        assert result.principal == expected
+
+
+def test_control_characters_are_exactly_unicodes_control_and_surrogate_categories() -> None:
+    """The refused characters of a cell are those of categories Cc and Cs, every code point."""
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        refused = unicodedata.category(char) in {"Cc", "Cs"}
+        assert (CONTROL_CHARACTERS.search(char) is not None) == refused, hex(code)
 
 
 @given(amounts, amounts, amounts, currencies, st.integers(0, 10_000))
