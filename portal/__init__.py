@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, g, request, session
+from flask import Flask, abort, g, request, session
+from werkzeug.routing import IntegerConverter
 
 from portal import logging_setup
 from portal.config import ROOT, load_config
+from portal.db import MAX_BIG_ID, MAX_ID
 from portal.extensions import babel, csrf, db, limiter, login_manager, select_locale
 
 # Scripts, styles and images only from Accord itself; no inline script, no framing.
@@ -17,6 +19,31 @@ CONTENT_SECURITY_POLICY = (
 )
 # Every response of these blueprints holds personal or financial data, or is a step of signing in.
 PRIVATE_BLUEPRINTS = ("staff", "admin", "auth", "borrower", "dev", "api")
+
+
+class DatabaseIdConverter(IntegerConverter):
+    """``<int:…>`` in a URL: a number an ``integer`` id column can hold. A larger one is not found
+    (404), as any unknown id is, instead of failing in the database."""
+
+    limit = MAX_ID
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", self.limit)
+        super().__init__(map, *args, **kwargs)
+
+
+class BigIdConverter(DatabaseIdConverter):
+    """``<bigint:…>``: the id of a row of a BigId table (``bigint`` on PostgreSQL)."""
+
+    limit = MAX_BIG_ID
+
+
+def _holds_nul() -> bool:
+    """Whether the request's URL, query, form or file names hold a NUL character."""
+    texts = [*request.args.items(multi=True), *request.form.items(multi=True)]
+    texts += [(name, upload.filename or "") for name, upload in request.files.items(multi=True)]
+    texts += [(name, str(value)) for name, value in (request.view_args or {}).items()]
+    return any("\x00" in name or "\x00" in value for name, value in texts)
 
 
 def _signed_in() -> bool:
@@ -31,6 +58,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         static_folder=str(ROOT / "static"),
         instance_relative_config=False,
     )
+    app.url_map.converters["int"] = DatabaseIdConverter
+    app.url_map.converters["bigint"] = BigIdConverter
     app.config.update(load_config(config))
     app.instance_path = app.config["INSTANCE_PATH"]
     logging_setup.init_app(app)
@@ -69,6 +98,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal import cli
 
     cli.init_app(app)
+
+    @app.before_request
+    def _refuse_nul() -> None:
+        # No name, note, reference or file name holds a NUL character, and PostgreSQL cannot store
+        # one in text: such a request is refused whole (400, "reload the page"), before any view.
+        if _holds_nul():
+            abort(400)
 
     @app.after_request
     def _headers(response: Any) -> Any:

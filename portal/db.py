@@ -26,6 +26,22 @@ NAMING_CONVENTION = {
 }
 
 
+# The largest id a row can have: most tables' ids are PostgreSQL ``integer`` (32 bits), those of
+# the busiest (BigId: ledger entries, collection actions, webhook deliveries…) ``bigint``. A larger
+# number matches no row, and the database cannot even compare it with an id (integer out of range).
+MAX_ID = 2**31 - 1
+MAX_BIG_ID = 2**63 - 1
+
+
+def row_id(text: str) -> int:
+    """``text`` read as the id of a row with an ``integer`` id, for ``request.form.get(name,
+    type=row_id)``: a ValueError (so None) unless it is a whole number from 1 to MAX_ID."""
+    value = int(text)
+    if not 1 <= value <= MAX_ID:
+        raise ValueError(f"not a row id: {text!r}")
+    return value
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

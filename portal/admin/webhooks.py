@@ -148,7 +148,7 @@ def webhook_roll_secret(endpoint_id: int) -> Any:
     return _render_secret(endpoint, secret, rolled=True)
 
 
-@admin_bp.get("/webhooks/deliveries/<int:delivery_id>")
+@admin_bp.get("/webhooks/deliveries/<bigint:delivery_id>")
 @requires(Permission.MANAGE_INTEGRATION)
 def webhook_delivery(delivery_id: int) -> Any:
     detail = service.delivery_detail(db.session, delivery_id)
@@ -162,7 +162,7 @@ def webhook_delivery(delivery_id: int) -> Any:
     )
 
 
-@admin_bp.post("/webhooks/deliveries/<int:delivery_id>/retry")
+@admin_bp.post("/webhooks/deliveries/<bigint:delivery_id>/retry")
 @requires(Permission.MANAGE_INTEGRATION)
 def webhook_retry(delivery_id: int) -> Any:
     try:

@@ -21,6 +21,7 @@ from wtforms.validators import Length, Optional
 from portal import labels
 from portal.borrower import borrower_required, bp
 from portal.borrower.forms import EvidenceForm, HouseholdForm, ProposalForm, ReasonForm
+from portal.db import row_id
 from portal.errors import user_message
 from portal.extensions import db
 from portal.integrations.storage import storage_from_config
@@ -97,7 +98,7 @@ def hardship_start_page() -> Any:
 @borrower_required
 def hardship_begin() -> Any:
     form = FlaskForm()
-    account_id = request.form.get("account_id", type=int)
+    account_id = request.form.get("account_id", type=row_id)
     if not form.validate_on_submit() or account_id is None:
         abort(400)
     try:

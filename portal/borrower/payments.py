@@ -21,6 +21,7 @@ from flask_wtf import FlaskForm
 
 from portal import CONTENT_SECURITY_POLICY
 from portal.borrower import borrower_required, bp
+from portal.db import row_id
 from portal.errors import user_message
 from portal.extensions import db
 from portal.formatting import money
@@ -184,7 +185,6 @@ def payment_confirm(payment_id: int) -> Any:
     client = _client()
     if client is None:
         return jsonify(error=_("Online payment is not available just now.")), 503
-    card_id = request.form.get("saved_card_id", "")
     try:
         result = checkout.confirm(
             db.session,
@@ -192,7 +192,7 @@ def payment_confirm(payment_id: int) -> Any:
             current_user,
             payment.id,
             setup_intent_id=request.form.get("setup_intent_id") or None,
-            saved_card_id=int(card_id) if card_id.isdigit() else None,
+            saved_card_id=request.form.get("saved_card_id", type=row_id),
             save_card=request.form.get("save_card") == "yes",
             autopay=request.form.get("autopay") == "yes",
             consent=request.form.get("consent_sha"),
@@ -289,7 +289,6 @@ def payment_card_remove(card_id: int) -> Any:
 @borrower_required
 def payment_autopay(plan_id: int) -> Any:
     _checked_form()
-    card_id = request.form.get("card_id", "")
     try:
         if request.form.get("action") == "disable":
             checkout.disable_autopay(db.session, current_user, plan_id)
@@ -299,7 +298,7 @@ def payment_autopay(plan_id: int) -> Any:
                 db.session,
                 current_user,
                 plan_id,
-                int(card_id) if card_id.isdigit() else None,
+                request.form.get("card_id", type=row_id),
                 agreed=request.form.get("agree") == "yes",
                 consent=request.form.get("consent_sha"),
                 ip=request.remote_addr,

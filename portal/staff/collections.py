@@ -245,7 +245,7 @@ def _call_screen(account_id: int, action: CollectionAction | None) -> Any:
     )
 
 
-@bp.get("/collections/actions/<int:action_id>")
+@bp.get("/collections/actions/<bigint:action_id>")
 @requires(Permission.WORK_COLLECTIONS)
 def collection_action(action_id: int) -> Any:
     action = collector.action_detail(db.session, action_id)
@@ -270,21 +270,21 @@ def _action_back(action_id: int) -> Any:
     return redirect(url_for("staff.collection_action", action_id=action_id))
 
 
-@bp.post("/collections/actions/<int:action_id>/claim")
+@bp.post("/collections/actions/<bigint:action_id>/claim")
 @requires(Permission.WORK_COLLECTIONS)
 def collection_action_claim(action_id: int) -> Any:
     _run(lambda: collector.claim(db.session, current_user, action_id), _("The task is yours."))
     return _action_back(action_id)
 
 
-@bp.post("/collections/actions/<int:action_id>/release")
+@bp.post("/collections/actions/<bigint:action_id>/release")
 @requires(Permission.WORK_COLLECTIONS)
 def collection_action_release(action_id: int) -> Any:
     _run(lambda: collector.release(db.session, current_user, action_id), _("The task is back on the list."))
     return _action_back(action_id)
 
 
-@bp.post("/collections/actions/<int:action_id>/complete")
+@bp.post("/collections/actions/<bigint:action_id>/complete")
 @requires(Permission.WORK_COLLECTIONS)
 def collection_action_complete(action_id: int) -> Any:
     _run(lambda: collector.complete(db.session, current_user, action_id), _("The task is done."))

@@ -17,6 +17,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from portal import labels
 from portal.auth.guards import requires
+from portal.db import row_id
 from portal.errors import user_message
 from portal.extensions import db
 from portal.integrations.storage import storage_from_config
@@ -47,7 +48,7 @@ def _filters() -> desk.QueueFilters:
         relief=args.get("relief") or None,
         age=args.get("age") if args.get("age") in desk.AGE_BUCKETS else None,
         sla=args.get("sla") if args.get("sla") in {s.value for s in authority.SlaStatus} else None,
-        assignee=args.get("assignee", type=int),
+        assignee=args.get("assignee", type=row_id),
         vulnerable=vulnerable,
     )
 
@@ -381,7 +382,7 @@ def case_vulnerable(case_id: int) -> Any:
 @bp.post("/cases/<int:case_id>/reassign")
 @requires(Permission.SUPERVISE_CASES)
 def case_reassign(case_id: int) -> Any:
-    to = request.form.get("to", type=int)
+    to = request.form.get("to", type=row_id)
     return _decide(
         case_id,
         lambda: desk.reassign(db.session, current_user, case_id, version=_version(), to_staff_id=to or 0),

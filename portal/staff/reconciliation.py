@@ -20,6 +20,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy.orm.exc import StaleDataError
 
 from portal.auth.guards import requires
+from portal.db import MAX_ID
 from portal.errors import user_message
 from portal.extensions import db
 from portal.models import StripeImport
@@ -119,7 +120,7 @@ def _resolve(exception_id: int, done: str, call: Any) -> Any:
 @requires(Permission.MANAGE_PAYMENTS)
 def finance_reconciliation_link(exception_id: int) -> Any:
     raw = request.form.get("payment_id", "").strip().lstrip("#")
-    payment_id = int(raw) if raw.isdigit() and len(raw) < 18 else None
+    payment_id = int(raw) if raw.isdigit() and len(raw) < 18 and int(raw) <= MAX_ID else None
     return _resolve(
         exception_id,
         _("The item is linked to the payment and resolved."),
@@ -149,7 +150,7 @@ def finance_reconciliation_correct(exception_id: int) -> Any:
             component=request.form.get("component", ""),
             direction=request.form.get("direction", ""),
             note=request.form.get("note"),
-            payment_id=int(raw) if raw.isdigit() and len(raw) < 18 else None,
+            payment_id=int(raw) if raw.isdigit() and len(raw) < 18 and int(raw) <= MAX_ID else None,
             version=_version(),
         ),
     )

@@ -19,6 +19,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy.orm.exc import StaleDataError
 
 from portal.auth.guards import requires
+from portal.db import MAX_ID
 from portal.errors import user_message
 from portal.extensions import db
 from portal.models.hardship import DECISION_REASONS
@@ -56,7 +57,7 @@ def _case_ids() -> tuple[list[int], list[str]]:
     seen: dict[int, None] = {}
     malformed: dict[str, None] = {}
     for text in request.form.getlist("case_id"):
-        if text.isdigit() and len(text) <= 18:
+        if text.isdigit() and len(text) <= 18 and int(text) <= MAX_ID:
             seen.setdefault(int(text), None)
         else:
             malformed.setdefault(text[:20], None)
