@@ -32,7 +32,9 @@ def test_a_published_version_applies_from_its_date_and_is_audited(session: Sessi
     assert policy_service.current(session, TODAY - dt.timedelta(days=1)) == DEFAULT_POLICY
     assert policy_service.current(session, TODAY).late_fee_grace_days == 3
     assert policy_service.current(session, TODAY + dt.timedelta(days=7)).late_fee_grace_days == 1
-    events = session.scalars(select(AuditEvent).where(AuditEvent.action == "policy.published")).all()
+    events = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "policy.published").order_by(AuditEvent.id)
+    ).all()
     assert [e.object_id for e in events] == ["1", "2"]
 
 
