@@ -6,9 +6,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 import re
 import unicodedata
+from decimal import Decimal
 from typing import Any
 
 from flask import request
@@ -38,11 +38,10 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is too large a number")
-    return value
+def _decimal(text: str) -> Decimal:
+    """A JSON number with a fraction or an exponent, read exactly and never as a float: money
+    fields take integers only and refuse it by its type, nothing rounds it on the way."""
+    return Decimal(text)
 
 
 def _no_constant(name: str) -> None:
@@ -68,7 +67,7 @@ def json_object(*, optional: bool = False) -> dict[str, Any]:
         value = json.loads(
             data.decode("utf-8"),
             object_pairs_hook=_object_without_duplicates,
-            parse_float=_finite,
+            parse_float=_decimal,
             parse_constant=_no_constant,
         )
     except UnicodeDecodeError:

@@ -245,6 +245,24 @@ def test_unknown_fields_are_refused_at_the_top_and_in_an_account(
     assert _accounts_of(session, creditor) == 0
 
 
+@pytest.mark.parametrize("amount", [b"1234.5", b"1234.0", b"1e3", b"123456789012345678901234567890.1"])
+def test_an_amount_with_a_fraction_or_exponent_is_refused_by_its_type_and_nothing_is_placed(
+    client: FlaskClient, session: Session, creditor: Creditor, token: str, amount: bytes
+) -> None:
+    account = (
+        json.dumps(_account("LN-F-1", principal=1))
+        .encode()
+        .replace(b'"principal": 1', b'"principal": ' + amount)
+    )
+    body = b'{"accounts": [' + account + b"]}"
+    response = client.post(
+        "/api/v1/placements", data=body, content_type="application/json", headers=_auth(token)
+    )
+    (detail,) = _error(response, 422, "validation_failed")["details"]
+    assert (detail["field"], detail["code"]) == ("principal", "type_invalid")
+    assert _accounts_of(session, creditor) == 0
+
+
 @pytest.mark.parametrize(
     ("body", "field", "code"),
     [
