@@ -325,6 +325,37 @@ def _error(column: str, code: str, message: str, /, **params: object) -> FieldEr
 # --- The row -------------------------------------------------------------------------------------
 
 
+BORROWER_FIELDS = (
+    "kind",
+    "full_name",
+    "company_name",
+    "registration_number",
+    "date_of_birth",
+    "national_id",
+    "phone",
+    "email",
+    "language",
+    "country",
+    "time_zone",
+    "address_line1",
+    "address_line2",
+    "city",
+    "region",
+    "postal_code",
+)
+"""The Borrower columns a placement sets (``kind`` is the row's ``borrower_kind``)."""
+ACCOUNT_FIELDS = (
+    "product_type",
+    "annual_rate_bp",
+    "opened_on",
+    "overdue_amount",
+    "oldest_unpaid_due_on",
+    "next_due_on",
+    "next_due_amount",
+)
+"""The Account columns a placement sets besides its currency and balances."""
+
+
 @dataclass(frozen=True)
 class PlacementRow:
     """One valid placement row: the borrower, the account, and its balances as of `balance_date`
@@ -375,38 +406,13 @@ class PlacementRow:
         return self.principal + self.interest + self.fees
 
     def borrower_fields(self) -> dict[str, object]:
-        """The Borrower model's columns and their values."""
-        return {
-            "kind": self.borrower_kind,
-            "full_name": self.full_name,
-            "company_name": self.company_name,
-            "registration_number": self.registration_number,
-            "date_of_birth": self.date_of_birth,
-            "national_id": self.national_id,
-            "phone": self.phone,
-            "email": self.email,
-            "language": self.language,
-            "country": self.country,
-            "time_zone": self.time_zone,
-            "address_line1": self.address_line1,
-            "address_line2": self.address_line2,
-            "city": self.city,
-            "region": self.region,
-            "postal_code": self.postal_code,
-        }
+        """The Borrower model's columns (`BORROWER_FIELDS`) and their values."""
+        return {name: getattr(self, "borrower_kind" if name == "kind" else name) for name in BORROWER_FIELDS}
 
     def account_fields(self) -> dict[str, object]:
-        """The Account model's columns a placement sets (not the currency, which never changes, nor
-        the balances, which only ledger entries move)."""
-        return {
-            "product_type": self.product_type,
-            "annual_rate_bp": self.annual_rate_bp,
-            "opened_on": self.opened_on,
-            "overdue_amount": self.overdue_amount,
-            "oldest_unpaid_due_on": self.oldest_unpaid_due_on,
-            "next_due_on": self.next_due_on,
-            "next_due_amount": self.next_due_amount,
-        }
+        """The Account model's columns a placement sets (`ACCOUNT_FIELDS`: not the currency, which
+        never changes, nor the balances, which only ledger entries move)."""
+        return {name: getattr(self, name) for name in ACCOUNT_FIELDS}
 
 
 # --- Reading values ------------------------------------------------------------------------------

@@ -82,6 +82,8 @@ from workflows.errors import DomainError
 from workflows.ledger import EntryKind, apply_postings
 from workflows.money import Component
 from workflows.placements import (
+    ACCOUNT_FIELDS,
+    BORROWER_FIELDS,
     FieldError,
     PlacedState,
     PlacementChange,
@@ -111,35 +113,6 @@ L = cast(Table, LedgerEntry.__table__)
 E = cast(Table, AuditEvent.__table__)
 R = cast(Table, PlacementRejection.__table__)
 
-BORROWER_FIELDS = (
-    "kind",
-    "full_name",
-    "company_name",
-    "registration_number",
-    "date_of_birth",
-    "national_id",
-    "phone",
-    "email",
-    "language",
-    "country",
-    "time_zone",
-    "address_line1",
-    "address_line2",
-    "city",
-    "region",
-    "postal_code",
-)
-"""The Borrower columns a placement sets (``PlacementRow.borrower_fields``)."""
-ACCOUNT_FIELDS = (
-    "product_type",
-    "annual_rate_bp",
-    "opened_on",
-    "overdue_amount",
-    "oldest_unpaid_due_on",
-    "next_due_on",
-    "next_due_amount",
-)
-"""The Account columns a placement sets besides its balances (``PlacementRow.account_fields``)."""
 _BALANCE_COLUMNS = {
     Component.PRINCIPAL: "principal_balance",
     Component.INTEREST: "interest_balance",
