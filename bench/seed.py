@@ -295,10 +295,12 @@ SELECT i,
        CASE WHEN i % 25 = 0
             THEN CASE WHEN en THEN 'Bench Trading Co. ' || i ELSE '基准贸易有限公司' || i END END,
        CASE WHEN i % 25 = 0 THEN '91310000' || lpad((i::bigint * 7919 % 10000000000)::text, 10, '0') END,
-       born,
-       CASE WHEN en THEN (100 + i % 800) || '-' || lpad((i % 100)::text, 2, '0') || '-'
-                         || lpad((i % 10000)::text, 4, '0')
-            ELSE (110000 + i % 549000) || to_char(born, 'YYYYMMDD') || lpad((i % 10000)::text, 4, '0') END,
+       convert_to(to_char(born, 'YYYY-MM-DD'), 'UTF8'),
+       convert_to(CASE WHEN en THEN (100 + i % 800) || '-' || lpad((i % 100)::text, 2, '0') || '-'
+                                    || lpad((i % 10000)::text, 4, '0')
+                       ELSE (110000 + i % 549000) || to_char(born, 'YYYYMMDD')
+                            || lpad((i % 10000)::text, 4, '0')
+                  END, 'UTF8'),
        CASE WHEN en THEN '+1' || (2010000000 + i) ELSE '+86138' || lpad(i::text, 8, '0') END,
        'borrower' || i || '@example.com',
        CASE WHEN en THEN 'en' ELSE 'zh_Hans_CN' END,
@@ -477,12 +479,12 @@ INSERT INTO hardship_case (id, borrower_id, account_id, state, reason, descripti
                            decided_by_id, decided_at, decision_reason, version, created_at, updated_at)
 SELECT id, borrower_id, account_id, state,
        (ARRAY['illness', 'job_loss', 'income_drop', 'disaster', 'bereavement', 'other'])[1 + {_hc(6)} % 6],
-       CASE WHEN currency = 'USD'
+       convert_to(CASE WHEN currency = 'USD'
             THEN (ARRAY['I lost my job in the spring and my savings are gone.',
                         'A long illness cut my hours; I can pay a little each month.',
                         'My income dropped when my business lost its main customer.'])[1 + {_hc(7)} % 3]
             ELSE (ARRAY['今年春天失业了。积蓄已经用完。', '生病后工作时间减少。每月只能还一部分。',
-                        '生意失去了主要客户。收入大幅下降。'])[1 + {_hc(7)} % 3] END,
+                        '生意失去了主要客户。收入大幅下降。'])[1 + {_hc(7)} % 3] END, 'UTF8'),
        1 + {_hc(7)} % 3, {_hc(6)} % 4, {_hc(7)} % 3,
        (ARRAY['employed', 'self_employed', 'unemployed', 'retired', 'student', 'unable_to_work', 'carer',
               'other'])[1 + {_hc(17)} % 8],
@@ -635,6 +637,49 @@ LEFT JOIN (SELECT hardship_case_id,
 """
 
 
+def seal_in_place(conn: Connection, table: str, columns: tuple[str, ...], batch: int = 100_000) -> None:
+    """Seal the personal data the SQL above wrote in plain bytes (``convert_to(…, 'UTF8')``) as
+    the application keeps it (``portal.crypto``: AES-256-GCM, the column bound in), with the keys
+    the benchmarked server will read with: PostgreSQL cannot seal with AES-GCM itself. The sealed
+    values go back by COPY into a temporary table and one UPDATE … FROM per batch."""
+    from portal import crypto
+    from portal.config import load_config
+
+    ring = crypto.keyring_from_config(load_config())
+    aads = [f"{table}.{column}".encode() for column in columns]
+    conn.execute(
+        text(
+            f"CREATE TEMP TABLE sealed_{table} (id bigint PRIMARY KEY, "
+            + ", ".join(f"{column} bytea" for column in columns)
+            + ") ON COMMIT DROP"
+        )
+    )
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    last = 0
+    while True:
+        rows = conn.execute(
+            text(f"SELECT id, {', '.join(columns)} FROM {table} WHERE id > :last ORDER BY id LIMIT :n"),
+            {"last": last, "n": batch},
+        ).all()
+        if not rows:
+            break
+        last = rows[-1][0]
+        names = ", ".join(columns)
+        with driver.cursor() as cursor, cursor.copy(f"COPY sealed_{table} (id, {names}) FROM STDIN") as copy:
+            for row_id, *values in rows:
+                copy.write_row(
+                    [row_id]
+                    + [
+                        None if v is None else ring.seal(bytes(v), aad)
+                        for v, aad in zip(values, aads, strict=True)
+                    ]
+                )
+        sets = ", ".join(f"{column} = s.{column}" for column in columns)
+        conn.execute(text(f"UPDATE {table} t SET {sets} FROM sealed_{table} s WHERE t.id = s.id"))
+        conn.execute(text(f"TRUNCATE sealed_{table}"))
+
+
 def _bulk_insert(conn: Connection, table: str, sql: str, params: dict[str, object]) -> int:
     """Run an INSERT of many rows into an empty table with its foreign keys and secondary indexes
     set aside, then put them back from their own definitions (the indexes built, the keys
@@ -740,6 +785,7 @@ def seed(
             conn.execute(text(PLAN_SQL), params)
             conn.execute(text(CREDITOR_SQL), params)
             conn.execute(text(BORROWER_SQL), params)
+            seal_in_place(conn, "borrower", ("date_of_birth", "national_id"))
             t = _timed(report, "borrowers", t)
             conn.execute(text(ACCOUNT_SQL), params)
             t = _timed(report, "accounts", t)
@@ -749,6 +795,7 @@ def seed(
             conn.execute(text(CASE_PLAN_SQL), params)
             t = _timed(report, "case_plan", t)
             report.cases = _bulk_insert(conn, "hardship_case", CASE_SQL, params)
+            seal_in_place(conn, "hardship_case", ("description",))
             t = _timed(report, "cases", t)
             report.offers = _bulk_insert(conn, "offer", OFFER_SQL, params)
             t = _timed(report, "offers", t)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import portal.models  # noqa: F401  (registers every table on Base.metadata)
+from portal import crypto
 from portal.config import load_config
 from portal.db import Base, make_engine
 
@@ -16,10 +17,15 @@ def _render_item(type_: str, obj: object, autogen_context: object) -> str | bool
     # Our UTC type is a DateTime(timezone=True) on disk; render it as such.
     if type_ == "type" and type(obj).__name__ == "UTCDateTime":
         return "sa.DateTime(timezone=True)"
+    if type_ == "type" and isinstance(obj, crypto.Encrypted):
+        return "sa.LargeBinary()"  # sealed bytes on disk
     return False
 
 
 def run_migrations() -> None:
+    if not crypto.installed():
+        # Migrations that encrypt existing values need the keys the application will read with.
+        crypto.install(crypto.keyring_from_config(load_config()))
     connection = config.attributes.get("connection")
     if connection is not None:
         _run(connection)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, abort, g, request, session
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from portal import logging_setup
+from portal import crypto, logging_setup
 from portal.config import ROOT, load_config
 from portal.db import MAX_BIG_ID, MAX_ID
 from portal.extensions import babel, csrf, db, limiter, login_manager, select_locale
@@ -51,6 +52,14 @@ def _signed_in() -> bool:
     return "_user_id" in session or "Authorization" in request.headers
 
 
+def _trust_proxies(app: Flask) -> None:
+    """Behind a load balancer the connection comes from it: the client's address and scheme are
+    in the X-Forwarded-For and -Proto it sets, believed from ``PROXY_HOPS`` proxies only."""
+    hops = int(app.config["PROXY_HOPS"])
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(
         __name__,
@@ -62,6 +71,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.url_map.converters["bigint"] = BigIdConverter
     app.config.update(load_config(config))
     app.instance_path = app.config["INSTANCE_PATH"]
+    _trust_proxies(app)
+    crypto.install(crypto.keyring_from_config(app.config))
     logging_setup.init_app(app)
 
     db.init_app(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from alembic import command
@@ -35,6 +36,8 @@ webhooks_cli = AppGroup("webhooks", help="Outgoing webhooks to lenders.")
 api_cli = AppGroup("api", help="The lenders' JSON API.")
 api_token_cli = AppGroup("token", help="Lenders' API tokens: issue, revoke, list.")
 api_cli.add_command(api_token_cli)
+retention_cli = AppGroup("retention", help="Personal data past the policy's retention period.")
+crypto_cli = AppGroup("crypto", help="Encryption at rest: new keys, what each key holds, rotation.")
 
 
 @db_cli.command("upgrade")
@@ -608,6 +611,77 @@ def audit_head() -> None:
     click.echo(f"{seq}:{digest}")
 
 
+@retention_cli.command("run")
+@click.option(
+    "--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Judge as of this day (default: today)."
+)
+@click.option("--dry-run", is_flag=True, help="Report what is due without changing anything.")
+def retention_run_command(day: dt.datetime | None, dry_run: bool) -> None:
+    """Anonymise borrowers and clear hardship cases past the policy's retention period, and print
+    the report (a rerun finds nothing more to do)."""
+    from portal.services import retention
+    from portal.services.audit import SYSTEM
+
+    with db.session_scope() as session:
+        report = retention.run(
+            session, today=_day(day.date() if day else None), dry_run=dry_run, actor=SYSTEM
+        )
+    click.echo("\n".join(report.lines()))
+
+
+@crypto_cli.command("new-key")
+@click.argument("key_id")
+def crypto_new_key(key_id: str) -> None:
+    """Print a new key as KEY_ID:BASE64, to put first in ACCORD_ENCRYPTION_KEYS."""
+    from portal import crypto
+
+    try:
+        click.echo(crypto.new_key_text(key_id))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def _stores() -> dict[str, Any]:
+    from portal.integrations.storage import document_storage_from_config, storage_from_config
+
+    return {
+        "evidence": storage_from_config(current_app.config),
+        "documents": document_storage_from_config(current_app.config),
+    }
+
+
+@crypto_cli.command("status")
+def crypto_status() -> None:
+    """Count, per encrypted column and per file store, what each key seals; the current key first."""
+    from portal import crypto
+    from portal.services import encryption
+
+    with db.session_scope() as session:
+        report = encryption.status(session, _stores())
+    click.echo(f"Current key: {crypto.keyring().current}")
+    for title, groups in (("Columns", report.columns), ("Files", report.files)):
+        click.echo(f"{title}:")
+        for name, counts in groups.items():
+            held = ", ".join(f"{key_id}: {count}" for key_id, count in sorted(counts.items())) or "nothing"
+            click.echo(f"  {name:28} {held}")
+
+
+@crypto_cli.command("rotate")
+@click.option("--batch", default=500, show_default=True, help="Values rewritten per transaction.")
+def crypto_rotate(batch: int) -> None:
+    """Seal every value and file not sealed with the current key again with it (stoppable and
+    safe to run again); then an old key that `status` shows holding nothing can be dropped."""
+    from portal.services import encryption
+    from portal.services.audit import SYSTEM
+
+    with db.session_scope() as session:
+        result = encryption.rotate(session, _stores(), actor=SYSTEM, batch=batch)
+    for name, count in {**result.columns, **result.files}.items():
+        click.echo(f"  {name:28} {count} resealed")
+    if result.skipped:
+        click.echo(f"  {result.skipped} value(s) changed meanwhile were left as they are (already current).")
+
+
 def init_app(app: Flask) -> None:
     for group in (db_cli, demo_cli, ledger_cli, payments_cli, collections_cli, finance_cli):
         app.cli.add_command(group)
@@ -615,3 +689,5 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(webhooks_cli)
     app.cli.add_command(api_cli)
     app.cli.add_command(audit_cli)
+    app.cli.add_command(retention_cli)
+    app.cli.add_command(crypto_cli)

@@ -85,6 +85,10 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "ACCORD_ENV": env,
         "INSTANCE_PATH": str(instance),
         "SECRET_KEY": secret_key,
+        # Sensitive columns and stored files are sealed with AES-256-GCM under these keys
+        # ("id:base64,id:base64", the first current; portal/crypto.py). Required in production;
+        # elsewhere, unset, a fixed development key (public: never for real people's data).
+        "ENCRYPTION_KEYS": _env("ENCRYPTION_KEYS"),
         "DATABASE_URL": _env("DATABASE_URL", f"sqlite:///{instance / 'accord.db'}"),
         "REDIS_URL": redis_url,
         "HUEY_SQLITE_PATH": _env("HUEY_SQLITE_PATH", str(instance / "huey.db")),
@@ -163,6 +167,10 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "API_RATE_LIMIT": _env("API_RATE_LIMIT", "600 per minute"),
         "API_MAX_BODY_BYTES": _int("API_MAX_BODY_BYTES", 1024 * 1024),
         "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+        # Proxies in front of Accord (a load balancer: 1) whose X-Forwarded-For and -Proto are
+        # believed: the client's address (per-address rate limits, sign-in records) and https.
+        # 0: the connection's own address, and no header can claim another.
+        "PROXY_HOPS": _int("PROXY_HOPS", 0),
     }
     config.update(overrides)
     if config["NOTIFIER"] not in ("outbox", "live"):
@@ -178,6 +186,8 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         )
     if config["LOG_FORMAT"] not in ("json", "text"):
         raise ConfigError(f"ACCORD_LOG_FORMAT must be json or text, not {config['LOG_FORMAT']!r}")
+    if env == "production" and not config["ENCRYPTION_KEYS"]:
+        raise ConfigError("ACCORD_ENCRYPTION_KEYS must be set in production (flask crypto new-key)")
     if env == "production" and config["NOTIFIER"] == "outbox":
         raise ConfigError(
             "ACCORD_NOTIFIER=outbox keeps sign-in codes instead of sending them: not in production"

@@ -190,6 +190,21 @@ def collections_run_daily() -> int:
     return len(report.steps_run)
 
 
+@huey.periodic_task(crontab(day_of_week="0", hour="3", minute="30"))
+def retention_run_weekly() -> int:
+    """Every Sunday night: anonymise borrowers and clear hardship cases past the policy's retention
+    period (services/retention); returns how many borrowers were anonymised."""
+    from portal.extensions import db
+    from portal.services import retention
+    from portal.services.audit import SYSTEM
+    from portal.services.hardship import desk_today
+
+    with _app_context(), db.session_scope() as session:
+        report = retention.run(session, today=desk_today(), dry_run=False, actor=SYSTEM)
+    log.info("%s", "; ".join(report.lines()))
+    return report.counts["borrowers_anonymised"]
+
+
 @huey.periodic_task(crontab(minute="*/15"))
 def send_collection_messages() -> int:
     """Every 15 minutes: the collection messages whose time has come go out (as the contact

@@ -2,7 +2,8 @@
 section — what may be offered without review at each stage, the reference spending an income and
 expenditure statement is compared with, the time limits of a hardship case, what each staff role
 may approve alone, and how the review queue is ordered; and the payments section — the waterfall,
-the smallest payment, autopay retries, when a plan breaks, and which refunds need four eyes."""
+the smallest payment, autopay retries, when a plan breaks, and which refunds need four eyes; and the
+retention section — how long personal data is kept once the debt is finished (workflows/retention)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from workflows.collections import (
 from workflows.contact_policy import PACKS as CONTACT_PACKS
 from workflows.errors import DomainError
 from workflows.money import CURRENCY_EXPONENTS, Component
+from workflows.retention import RetentionPolicy
 
 
 class Stage(StrEnum):
@@ -36,7 +38,7 @@ class Stage(StrEnum):
 
 
 _MONEY_FIELDS = ("late_fee_amount", "late_fee_cap_per_account")
-_SECTIONS = ("hardship", "payments", "collections")
+_SECTIONS = ("hardship", "payments", "collections", "retention")
 
 
 def _frozen(values: Mapping[str, int]) -> Mapping[str, int]:
@@ -995,6 +997,7 @@ class Policy:
     hardship: HardshipPolicy = field(default_factory=HardshipPolicy)
     payments: PaymentsPolicy = field(default_factory=PaymentsPolicy)
     collections: CollectionsPolicy = field(default_factory=CollectionsPolicy)
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
 
     def __post_init__(self) -> None:
         # Copy the caller's dicts so later edits to them cannot change a policy in force.
@@ -1023,6 +1026,7 @@ class Policy:
             self._hardship_problems,
             self._payments_problems,
             self._collections_problems,
+            self._retention_problems,
         ):
             problems = check()
             if problems:
@@ -1090,6 +1094,11 @@ class Policy:
             return ["collections must be a collections section."]
         return self.collections.validate()
 
+    def _retention_problems(self) -> list[str]:
+        if not isinstance(self.retention, RetentionPolicy):
+            return ["retention must be a retention section."]
+        return self.retention.validate()
+
     def collections_warnings(self) -> list[str]:
         """Strategy steps that can never fire under these thresholds (a day past due outside its
         stage): shown to the admin, not refused, so thresholds can move before the strategies."""
@@ -1107,7 +1116,7 @@ class Policy:
         data: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, HardshipPolicy | PaymentsPolicy | CollectionsPolicy):
+            if isinstance(value, HardshipPolicy | PaymentsPolicy | CollectionsPolicy | RetentionPolicy):
                 data[f.name] = value.to_dict()
             else:
                 data[f.name] = dict(value) if isinstance(value, Mapping) else value
@@ -1132,6 +1141,8 @@ class Policy:
             settings["payments"] = PaymentsPolicy.from_dict(settings["payments"])
         if "collections" in settings:
             settings["collections"] = CollectionsPolicy.from_dict(settings["collections"])
+        if "retention" in settings:
+            settings["retention"] = RetentionPolicy.from_dict(settings["retention"])
         policy = cls(**settings)  # type: ignore[arg-type]  # validate() checks every value's type
         problems = policy.validate()
         if problems:

@@ -176,5 +176,6 @@ def statement_print(account_id: int) -> Any:
 
 from portal.borrower import agreements as _agreements  # noqa: E402, F401  (registers the agreement routes on bp)
 from portal.borrower import contact as _contact  # noqa: E402, F401  (registers contact preferences and disputes on bp)
+from portal.borrower import data as _data  # noqa: E402, F401  (registers "your data" and its download on bp)
 from portal.borrower import hardship as _hardship  # noqa: E402, F401  (registers the hardship routes on bp)
 from portal.borrower import payments as _payments  # noqa: E402, F401  (registers the payment routes on bp)

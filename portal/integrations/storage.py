@@ -12,6 +12,12 @@ reader sees a whole file or none. Several web hosts share it only through a shar
 ``S3Storage`` keeps the same keys as objects in an S3 bucket, or in any S3-compatible store at an
 endpoint of its own, so any number of web hosts and workers share the files without a shared disk.
 ``ACCORD_STORAGE_BACKEND`` chooses between them (``storage_from_config``).
+
+Both seal every file with AES-256-GCM under the keyring of ``portal.crypto`` before it leaves the
+process (the storage key is the associated data, so sealed bytes moved under another key do not
+open) and open it on reading; a file stored before encryption was switched on is still read, and
+``rewrite`` seals it — or a file sealed with an old key — with the current key (``flask crypto
+rotate``). A content address is the SHA-256 of the plain bytes, as before.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +38,7 @@ from botocore.client import BaseClient
 from botocore.config import Config as BotocoreConfig
 from botocore.exceptions import ClientError
 
+from portal import crypto
 from portal.config import ROOT, ConfigError
 
 KEY_PATTERN = re.compile(r"\A(?:[0-9a-f]{32}|[0-9a-f]{64})\.[a-z0-9]{1,8}\Z")
@@ -59,6 +66,19 @@ class Storage(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def stored_keys(self) -> Iterator[str]:
+        """Every key stored (for rotation and retention)."""
+        ...
+
+    def raw(self, key: str) -> bytes:
+        """The bytes as stored (sealed), for ``flask crypto status`` and the tests."""
+        ...
+
+    def rewrite(self, key: str) -> bool:
+        """Seal the file under ``key`` with the current encryption key if it is not already; True
+        if it was rewritten."""
+        ...
+
     def put_content(self, data: bytes, *, suffix: str) -> str:
         """Store ``data`` under its own SHA-256 (a content address); storing the same bytes again
         changes nothing, and a file is never overwritten with other bytes."""
@@ -77,11 +97,28 @@ def check_key(key: str) -> str:
     return key
 
 
-class LocalStorage:
+class _Sealing:
+    """Sealing and opening of the stored bytes, shared by the stores (no keyring: stored as given)."""
+
+    keyring: crypto.Keyring | None
+
+    def _seal(self, key: str, data: bytes) -> bytes:
+        return self.keyring.seal_file(data, key) if self.keyring is not None else data
+
+    def _unseal(self, key: str, stored: bytes) -> bytes:
+        return self.keyring.open_file(stored, key) if self.keyring is not None else stored
+
+    def _stale(self, stored: bytes) -> bool:
+        """Stored in the clear or under an old key: ``rewrite`` seals it again."""
+        return self.keyring is not None and self.keyring.file_key_id(stored) != self.keyring.current
+
+
+class LocalStorage(_Sealing):
     """Files in a local directory, fanned out by the first two hex digits of the key."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, *, keyring: crypto.Keyring | None = None) -> None:
         self.root = Path(root)
+        self.keyring = keyring
 
     def _path(self, key: str) -> Path:
         check_key(key)
@@ -99,7 +136,7 @@ class LocalStorage:
         while path.exists():  # 128 random bits: never, but a store must not overwrite
             key = new_key(suffix)
             path = self._path(key)
-        self._write(path, data)
+        self._write(path, self._seal(key, data))
         return key
 
     def put_content(self, data: bytes, *, suffix: str) -> str:
@@ -107,10 +144,10 @@ class LocalStorage:
         key = f"{hashlib.sha256(data).hexdigest()}.{suffix.removeprefix('.')}"
         path = self._path(key)
         if path.is_file():
-            if hashlib.sha256(path.read_bytes()).hexdigest() != key[:64]:
+            if hashlib.sha256(self.open(key)).hexdigest() != key[:64]:
                 raise StorageKeyError(f"stored bytes under {key} differ from their address")
             return key
-        self._write(path, data)
+        self._write(path, self._seal(key, data))
         return key
 
     def _write(self, path: Path, data: bytes) -> None:
@@ -129,7 +166,7 @@ class LocalStorage:
         _fsync_directory(path.parent)
 
     def open(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+        return self._unseal(key, self._path(key).read_bytes())
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -137,8 +174,25 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def stored_keys(self) -> Iterator[str]:
+        if self.root.is_dir():
+            for path in sorted(self.root.glob("??/*")):
+                if KEY_PATTERN.match(path.name) and path.is_file():
+                    yield path.name
 
-class S3Storage:
+    def raw(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def rewrite(self, key: str) -> bool:
+        path = self._path(key)
+        stored = path.read_bytes()
+        if not self._stale(stored):
+            return False
+        self._write(path, self._seal(key, self._unseal(key, stored)))  # replaced whole, atomically
+        return True
+
+
+class S3Storage(_Sealing):
     """Files as objects in an S3 bucket (or an S3-compatible store), each named ``<prefix><key>``.
 
     Keys obey the same rules as on disk and are checked before any request is sent. Every write is
@@ -153,12 +207,19 @@ class S3Storage:
     """
 
     def __init__(
-        self, client: BaseClient, bucket: str, *, prefix: str = "", server_side_encryption: str | None = None
+        self,
+        client: BaseClient,
+        bucket: str,
+        *,
+        prefix: str = "",
+        server_side_encryption: str | None = None,
+        keyring: crypto.Keyring | None = None,
     ) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
         self.server_side_encryption = server_side_encryption
+        self.keyring = keyring
 
     def _name(self, key: str) -> str:
         return f"{self.prefix}{check_key(key)}"
@@ -178,12 +239,13 @@ class S3Storage:
 
     def _create(self, key: str, data: bytes) -> bool:
         """Write a new object under ``key``; False, writing nothing, if the key is taken."""
-        encryption = (
-            {"ServerSideEncryption": self.server_side_encryption} if self.server_side_encryption else {}
-        )
         try:
             self.client.put_object(
-                Bucket=self.bucket, Key=self._name(key), Body=data, IfNoneMatch="*", **encryption
+                Bucket=self.bucket,
+                Key=self._name(key),
+                Body=self._seal(key, data),
+                IfNoneMatch="*",
+                **self._server_side(),
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
@@ -191,7 +253,11 @@ class S3Storage:
             raise
         return True
 
-    def open(self, key: str) -> bytes:
+    def _server_side(self) -> dict[str, str]:
+        return {"ServerSideEncryption": self.server_side_encryption} if self.server_side_encryption else {}
+
+    def _get(self, key: str) -> tuple[bytes, str]:
+        """The stored (sealed) bytes and their ETag."""
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self._name(key))
         except ClientError as exc:
@@ -200,7 +266,35 @@ class S3Storage:
             raise
         with contextlib.closing(response["Body"]) as body:
             data: bytes = body.read()
-        return data
+        return data, response["ETag"]
+
+    def open(self, key: str) -> bytes:
+        return self._unseal(key, self._get(key)[0])
+
+    def raw(self, key: str) -> bytes:
+        return self._get(key)[0]
+
+    def stored_keys(self) -> Iterator[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
+        for page in pages:
+            for item in page.get("Contents", []):
+                name = item["Key"][len(self.prefix) :]
+                if KEY_PATTERN.match(name):
+                    yield name
+
+    def rewrite(self, key: str) -> bool:
+        stored, etag = self._get(key)
+        if not self._stale(stored):
+            return False
+        # Replaced only if it is still the object just read (If-Match): a file is never lost.
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=self._name(key),
+            Body=self._seal(key, self._unseal(key, stored)),
+            IfMatch=etag,
+            **self._server_side(),
+        )
+        return True
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._name(key))  # a missing key is no error
@@ -241,7 +335,7 @@ def storage_from_config(config: Mapping[str, Any]) -> Storage:
     ``STORAGE_BACKEND`` is ``s3``, else in the evidence directory."""
     if config.get("STORAGE_BACKEND") == "s3":
         return s3_storage_from_config(config, "evidence")
-    return LocalStorage(evidence_directory(config))
+    return LocalStorage(evidence_directory(config), keyring=_keyring(config))
 
 
 def document_storage_from_config(config: Mapping[str, Any]) -> Storage:
@@ -253,7 +347,7 @@ def document_storage_from_config(config: Mapping[str, Any]) -> Storage:
     directory = Path(config.get("DOCUMENT_DIR") or Path(config["INSTANCE_PATH"]) / "documents").resolve()
     if directory.is_relative_to(STATIC_DIR.resolve()):
         raise ConfigError(f"the document directory must not be served as static files: {directory}")
-    return LocalStorage(directory)
+    return LocalStorage(directory, keyring=_keyring(config))
 
 
 def s3_storage_from_config(config: Mapping[str, Any], area: str) -> S3Storage:
@@ -265,7 +359,17 @@ def s3_storage_from_config(config: Mapping[str, Any], area: str) -> S3Storage:
         config["S3_BUCKET"],
         prefix=f"{prefix}/{area}/" if prefix else f"{area}/",
         server_side_encryption=config.get("S3_SERVER_SIDE_ENCRYPTION"),
+        keyring=_keyring(config),
     )
+
+
+def _keyring(config: Mapping[str, Any]) -> crypto.Keyring:
+    return _cached_keyring(config.get("ENCRYPTION_KEYS"), config.get("ACCORD_ENV"))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_keyring(keys: str | None, env: str | None) -> crypto.Keyring:
+    return crypto.keyring_from_config({"ENCRYPTION_KEYS": keys, "ACCORD_ENV": env})
 
 
 @functools.cache

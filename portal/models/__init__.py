@@ -53,6 +53,7 @@ from portal.models.payments import (
 )
 from portal.models.placements import PlacementImport, PlacementRejection
 from portal.models.policy import PolicyVersion
+from portal.models.retention import RetentionErasure, RetentionRun
 from portal.models.signin import SigninAttempt, SigninCode
 from portal.models.staff import StaffUser
 
@@ -99,6 +100,8 @@ __all__ = [
     "ReconciliationException",
     "ReconciliationRun",
     "Refund",
+    "RetentionErasure",
+    "RetentionRun",
     "SavedCard",
     "SigninAttempt",
     "SigninCode",

@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from portal.crypto import EncryptedInteger, EncryptedText
 from portal.db import Base, utcnow
 from portal.models._types import one_of
 from workflows.negotiation import CaseState
@@ -82,7 +83,8 @@ class HardshipCase(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
     state: Mapped[str] = mapped_column(String(32), default=CaseState.DRAFT.value)
     reason: Mapped[str | None] = mapped_column(String(16))
-    description: Mapped[str | None] = mapped_column(Text)
+    # The borrower's own account of their situation (health, family): sealed at rest.
+    description: Mapped[str | None] = mapped_column(EncryptedText("hardship_case.description"))
     adults: Mapped[int | None]
     children: Mapped[int | None]
     dependants: Mapped[int | None]
@@ -136,15 +138,16 @@ class BudgetLine(Base):
     __table_args__ = (
         UniqueConstraint("hardship_case_id", "category"),
         one_of("frequency", BUDGET_FREQUENCIES, "frequency"),
-        CheckConstraint("amount >= 0", name="amount_not_negative"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     hardship_case_id: Mapped[int] = mapped_column(ForeignKey("hardship_case.id"))
     category: Mapped[str] = mapped_column(String(32))
-    amount: Mapped[int] = mapped_column(BigInteger)
+    # A household's income and spending are sealed at rest, so the database cannot check the
+    # amount's sign: workflows.affordability refuses a negative one before it gets here.
+    amount: Mapped[int] = mapped_column(EncryptedInteger("budget_line.amount"))
     frequency: Mapped[str] = mapped_column(String(16))
-    explanation: Mapped[str | None] = mapped_column(String(500))
+    explanation: Mapped[str | None] = mapped_column(EncryptedText("budget_line.explanation"))
 
     hardship_case: Mapped[HardshipCase] = relationship(back_populates="budget_lines")
 

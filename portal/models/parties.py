@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from portal.crypto import EncryptedDate, EncryptedText
 from portal.db import Base, utcnow
 from portal.models._types import one_of
 
@@ -45,8 +46,9 @@ class Borrower(Base):
     full_name: Mapped[str] = mapped_column(String(200), index=True)
     company_name: Mapped[str | None] = mapped_column(String(200))
     registration_number: Mapped[str | None] = mapped_column(String(64))
-    date_of_birth: Mapped[dt.date | None]
-    national_id: Mapped[str | None] = mapped_column(String(64))
+    # Sealed at rest (portal/crypto.py): compared in Python, never in SQL.
+    date_of_birth: Mapped[dt.date | None] = mapped_column(EncryptedDate("borrower.date_of_birth"))
+    national_id: Mapped[str | None] = mapped_column(EncryptedText("borrower.national_id"))
     phone: Mapped[str | None] = mapped_column(String(32), index=True)
     email: Mapped[str | None] = mapped_column(String(254))
     language: Mapped[str] = mapped_column(String(16), default="zh_Hans_CN")

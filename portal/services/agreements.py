@@ -22,6 +22,7 @@ from pypdf import PdfReader, PdfWriter
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
+from portal.crypto import DecryptionError
 from portal.db import utcnow
 from portal.integrations.notify import Message
 from portal.integrations.pdf import pdf_sha256, render_pdf
@@ -322,8 +323,11 @@ def sign(
         raise DomainError(
             "signature_invalid", "The drawn signature could not be read. Clear it and draw again."
         )
-    original = storage.open(agreement.document_key or "")
-    if pdf_sha256(original) != agreement.document_sha256:
+    try:
+        original: bytes | None = storage.open(agreement.document_key or "")
+    except DecryptionError:  # sealed bytes altered in the store
+        original = None
+    if original is None or pdf_sha256(original) != agreement.document_sha256:
         raise DomainError(
             "agreement_tampered", "This agreement's file does not match what was prepared. Please contact us."
         )

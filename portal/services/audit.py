@@ -13,6 +13,7 @@ from flask import g, has_request_context, request
 from sqlalchemy.orm import Session
 
 from portal.models import AuditEvent
+from workflows.personal_data import redact
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,12 @@ def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> AuditEvent:
+    # Sensitive fields of the object's table are recorded as set or empty, never by value: the
+    # trail is append-only, so what enters it could never be anonymised (workflows.personal_data).
+    if before is not None:
+        before = redact(object_type, before)
+    if after is not None:
+        after = redact(object_type, after)
     event = AuditEvent(
         actor_type=actor.type,
         actor_id=actor.id,

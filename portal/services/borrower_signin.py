@@ -8,6 +8,7 @@ from it whether a person has a debt with us.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import re
 from dataclasses import dataclass
 
@@ -33,6 +34,11 @@ class Started:
     message: Message | None  # what to send (None when the details matched nobody)
 
 
+MAX_CANDIDATES = 20
+"""Borrowers one identifier can name (a reference is unique per lender; a phone may be shared by a
+household): more are not compared, so a crafted identifier cannot make step 1 slow."""
+
+
 def _find_borrower(session: Session, identifier: str, born_on: dt.date) -> Borrower | None:
     identifier = identifier.strip()
     digits = re.sub(r"[\s\-()]", "", identifier)
@@ -46,11 +52,20 @@ def _find_borrower(session: Session, identifier: str, born_on: dt.date) -> Borro
     stmt = (
         select(Borrower)
         .join(Account, Account.borrower_id == Borrower.id)
-        .where(or_(*conditions), Borrower.date_of_birth == born_on)
+        .where(or_(*conditions), Borrower.date_of_birth.is_not(None))
+        .distinct()
         .order_by(Borrower.id)
-        .limit(1)
+        .limit(MAX_CANDIDATES)
     )
-    return session.scalar(stmt)
+    # The date of birth is sealed (a new nonce each time it is written), so it is compared here,
+    # once it has been opened, and every candidate is compared: the work does not depend on which
+    # one matches.
+    found = None
+    for candidate in session.scalars(stmt):
+        born = candidate.date_of_birth
+        if born is not None and hmac.compare_digest(born.isoformat(), born_on.isoformat()) and found is None:
+            found = candidate
+    return found
 
 
 def _code_message(borrower: Borrower, channel: str, code: str) -> Message:

@@ -36,7 +36,7 @@ from portal.services import agreements, audit
 from portal.services import policy as policy_service
 from portal.services.audit import Actor
 from portal.services.borrower_portal import borrower_today
-from workflows import affordability, authority, offers
+from workflows import affordability, authority, offers, personal_data
 from workflows.affordability import BudgetCategory, BudgetSection, Frequency, Household
 from workflows.errors import DomainError
 from workflows.negotiation import (
@@ -211,9 +211,14 @@ def save_household(
     session.commit()
 
 
-def _lines_snapshot(case: HardshipCase, categories: set[str]) -> dict[str, list[object]]:
+def _lines_snapshot(case: HardshipCase, categories: set[str]) -> dict[str, dict[str, object]]:
+    """The lines of ``categories`` for an audit event: which were given, how often — not the amounts
+    or the explanations, which are personal data (``workflows.personal_data``)."""
     return {
-        line.category: [line.amount, line.frequency, line.explanation]
+        line.category: personal_data.redact(
+            "budget_line",
+            {"amount": line.amount, "frequency": line.frequency, "explanation": line.explanation},
+        )
         for line in case.budget_lines
         if line.category in categories
     }
@@ -277,7 +282,16 @@ def save_explanations(
     by_category = {line.category: line for line in case.budget_lines}
     if any(c.value not in by_category for c in explanations):
         raise DomainError("category_unknown", "This step has no such line.")
-    before = {c.value: by_category[c.value].explanation for c in explanations}
+
+    def snapshot() -> dict[str, object]:
+        return {
+            c.value: personal_data.redact("budget_line", {"explanation": by_category[c.value].explanation})[
+                "explanation"
+            ]
+            for c in explanations
+        }
+
+    before = snapshot()
     for category, text in explanations.items():
         by_category[category.value].explanation = text.strip()[:500] or None
     audit.record(
@@ -287,7 +301,7 @@ def save_explanations(
         "hardship_case",
         case.id,
         before=before,
-        after={c.value: by_category[c.value].explanation for c in explanations},
+        after=snapshot(),
     )
     session.commit()
 

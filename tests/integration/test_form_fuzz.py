@@ -424,7 +424,7 @@ def _browser(app: Flask, user: StaffUser | Borrower | None) -> FlaskClient:
 
 def leaks(app: Flask, response: Response) -> list[str]:
     """What a response body gives away: error reports, SQL, secrets."""
-    body = response.get_data(as_text=True)
+    body = response.get_data().decode("utf-8", "replace")  # a download (the borrower's ZIP) is bytes
     secrets_ = [str(app.config[k]) for k in LEAK_CONFIG_KEYS if app.config.get(k)]
     found = [marker for marker in (*LEAK_MARKERS, HASH_MARKER) if marker in body]
     return found + [f"config secret {s[:4]}…" for s in secrets_ if s in body]

@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from portal import logging_setup
+from portal import crypto, logging_setup
 from portal.config import ConfigError, load_config
 from portal.logging_setup import JsonFormatter, PersonalDataFilter
 
@@ -110,7 +110,12 @@ def test_a_request_refused_before_its_view_still_logs_its_request_id(
 
 def test_the_log_format_is_json_in_production_and_text_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ACCORD_LOG_FORMAT", raising=False)
-    production = {"ACCORD_ENV": "production", "SECRET_KEY": "x", "NOTIFIER": "live"}
+    production = {
+        "ACCORD_ENV": "production",
+        "SECRET_KEY": "x",
+        "NOTIFIER": "live",
+        "ENCRYPTION_KEYS": crypto.development_keys_text(),
+    }
     assert load_config(production)["LOG_FORMAT"] == "json"
     assert load_config({"ACCORD_ENV": "development", "SECRET_KEY": "x"})["LOG_FORMAT"] == "text"
     monkeypatch.setenv("ACCORD_LOG_FORMAT", "text")
@@ -122,8 +127,9 @@ def test_the_log_format_is_json_in_production_and_text_elsewhere(monkeypatch: py
 
 def test_a_production_app_logs_json_through_one_root_handler(make_app: Callable[..., Flask]) -> None:
     with own_root_handlers() as handlers:
-        make_app(ACCORD_ENV="production", NOTIFIER="live")
-        make_app(ACCORD_ENV="production", NOTIFIER="live")  # a second app adds no second handler
+        keys = crypto.development_keys_text()
+        make_app(ACCORD_ENV="production", NOTIFIER="live", ENCRYPTION_KEYS=keys)
+        make_app(ACCORD_ENV="production", NOTIFIER="live", ENCRYPTION_KEYS=keys)  # no second handler
         assert len(handlers) == 1
         assert isinstance(handlers[0].formatter, JsonFormatter)
         assert any(isinstance(f, PersonalDataFilter) for f in handlers[0].filters)

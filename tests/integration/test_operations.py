@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from portal import crypto
 from portal.config import ConfigError, load_config
 from portal.models import Account, AuditEvent, StaffUser
 from portal.services import demo, ledger
@@ -41,6 +42,7 @@ def test_production_refuses_to_start_without_a_secret_key(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("ACCORD_ENV", "production")
+    monkeypatch.setenv("ACCORD_ENCRYPTION_KEYS", crypto.development_keys_text())
     monkeypatch.delenv("ACCORD_SECRET_KEY", raising=False)
     monkeypatch.setenv("ACCORD_INSTANCE_PATH", str(tmp_path))
     with pytest.raises(ConfigError, match="ACCORD_SECRET_KEY"):
@@ -49,6 +51,9 @@ def test_production_refuses_to_start_without_a_secret_key(
     config = load_config()
     assert config["SECRET_KEY"] == "from-the-vault"
     assert config["SESSION_COOKIE_SECURE"] is True
+    monkeypatch.delenv("ACCORD_ENCRYPTION_KEYS")
+    with pytest.raises(ConfigError, match="ACCORD_ENCRYPTION_KEYS must be set in production"):
+        load_config()
 
 
 def test_development_generates_its_secret_key_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
