@@ -33,6 +33,21 @@ def make_huey() -> Huey:
 huey = make_huey()
 
 
+def periodic(schedule: Any, *, hold: int = 3600) -> Any:
+    """A periodic task that runs once at a time across every consumer and host.
+
+    Every consumer started without ``-n`` enqueues each periodic task on its schedule (Huey does
+    not de-duplicate), and a run may outlast its period. A lock in Huey's store (Redis when
+    shared) refuses a run while another holds it; ``hold`` seconds after a worker died mid-run,
+    the lock lapses. Every periodic job is also idempotent (a second run finds nothing to do)."""
+
+    def decorate(fn: Any) -> Any:
+        locked = huey.lock_task(f"periodic.{fn.__name__}", ttl=hold)(fn)
+        return huey.periodic_task(schedule, name=fn.__name__)(locked)
+
+    return decorate
+
+
 @functools.cache
 def _app() -> Flask:
     from portal import create_app
@@ -68,7 +83,7 @@ def send_message(message: dict[str, Any] | None) -> None:
         notifier_from_config(app.config).send(session, Message(**message))
 
 
-@huey.periodic_task(crontab(hour="2", minute="30"))
+@periodic(crontab(hour="2", minute="30"), hold=4 * 3600)
 def verify_ledger_nightly() -> int:
     """Every night: prove cached balances equal the ledger; log each account that does not."""
     from portal.extensions import db
@@ -84,7 +99,7 @@ def verify_ledger_nightly() -> int:
     return len(problems) + len(credit)
 
 
-@huey.periodic_task(crontab(minute="*/5"))
+@periodic(crontab(minute="*/5"), hold=600)
 def link_audit_chain() -> int:
     """Every 5 minutes: chain the audit events committed since the last run (services/audit_chain)."""
     from portal.extensions import db
@@ -94,7 +109,7 @@ def link_audit_chain() -> int:
         return audit_chain.link(session)
 
 
-@huey.periodic_task(crontab(hour="2", minute="45"))
+@periodic(crontab(hour="2", minute="45"), hold=4 * 3600)
 def verify_audit_chain_nightly() -> int:
     """Every night: recompute the audit chain and log the first broken link and the events left
     unlinked; when it holds, log its head (seq and hash), so the head is also kept outside the
@@ -119,7 +134,7 @@ def verify_audit_chain_nightly() -> int:
     return int(broken is not None) + report.unchained
 
 
-@huey.periodic_task(crontab(minute="5"))
+@periodic(crontab(minute="5"), hold=3600)
 def expire_hardship_offers_hourly() -> int:
     """Every hour: close the hardship cases whose offers have all expired, lifting their
     breathing space, and tell each borrower."""
@@ -133,7 +148,7 @@ def expire_hardship_offers_hourly() -> int:
     return len(notices)
 
 
-@huey.periodic_task(crontab(hour="0", minute="20"))
+@periodic(crontab(hour="0", minute="20"), hold=4 * 3600)
 def refresh_queue_priorities_daily() -> int:
     """Every night: days waiting grow, so the review queue's priorities are refreshed."""
     from portal.extensions import db
@@ -154,7 +169,7 @@ def render_agreement(agreement_id: int) -> None:
         agreements.render(session, agreement_id, document_storage_from_config(app.config))
 
 
-@huey.periodic_task(crontab(minute="15"))
+@periodic(crontab(minute="15"), hold=3600)
 def expire_unsigned_agreements_hourly() -> int:
     from portal.extensions import db
     from portal.services import agreements
@@ -163,7 +178,7 @@ def expire_unsigned_agreements_hourly() -> int:
         return agreements.expire_unsigned(session)
 
 
-@huey.periodic_task(crontab(hour="1", minute="10"))
+@periodic(crontab(hour="1", minute="10"), hold=4 * 3600)
 def check_plans_daily() -> int:
     """Every night: instalments past their grace days are missed; plans broken by policy end."""
     from portal.extensions import db
@@ -176,7 +191,7 @@ def check_plans_daily() -> int:
     return report.broken
 
 
-@huey.periodic_task(crontab(hour="1", minute="30"))
+@periodic(crontab(hour="1", minute="30"), hold=4 * 3600)
 def collections_run_daily() -> int:
     """Every night: the day's collections run (DPD and stages, interest, late fees, instalments,
     promises, actions). It resumes where a crashed attempt stopped and is a no-op once complete."""
@@ -190,7 +205,7 @@ def collections_run_daily() -> int:
     return len(report.steps_run)
 
 
-@huey.periodic_task(crontab(day_of_week="0", hour="3", minute="30"))
+@periodic(crontab(day_of_week="0", hour="3", minute="30"), hold=4 * 3600)
 def retention_run_weekly() -> int:
     """Every Sunday night: anonymise borrowers and clear hardship cases past the policy's retention
     period (services/retention); returns how many borrowers were anonymised."""
@@ -205,7 +220,7 @@ def retention_run_weekly() -> int:
     return report.counts["borrowers_anonymised"]
 
 
-@huey.periodic_task(crontab(minute="*/15"))
+@periodic(crontab(minute="*/15"), hold=900)
 def send_collection_messages() -> int:
     """Every 15 minutes: the collection messages whose time has come go out (as the contact
     rules allow at that moment); each text and e-mail is its own job, after the commit."""
@@ -220,7 +235,7 @@ def send_collection_messages() -> int:
     return report.sent + report.letters
 
 
-@huey.periodic_task(crontab(hour="6", minute="0"))
+@periodic(crontab(hour="6", minute="0"), hold=4 * 3600)
 def autopay_daily() -> int:
     """Every morning: charge the instalments due today (and retries) on their saved cards."""
     from portal.extensions import db
@@ -237,7 +252,7 @@ def autopay_daily() -> int:
     return report.succeeded
 
 
-@huey.periodic_task(crontab(minute="*/15"))
+@periodic(crontab(minute="*/15"), hold=900)
 def stripe_catch_up() -> int:
     """Every 15 minutes: Stripe events a webhook outage missed go through the same handler."""
     from portal.extensions import db
@@ -253,7 +268,7 @@ def stripe_catch_up() -> int:
     return sum(n for outcome, n in counts.items() if outcome != "known") + sum(recovered.values())
 
 
-@huey.periodic_task(crontab())
+@periodic(crontab(), hold=300)
 def outgoing_webhooks_every_minute() -> int:
     """Every minute: number the new lender events, queue them for the lenders' webhook
     endpoints, and send the deliveries that are due (overlapping runs skip each other's)."""
@@ -286,7 +301,7 @@ def import_stripe_balance(staff_user_id: int | None = None) -> int:
     return int((run.counts or {}).get("new", 0))
 
 
-@huey.periodic_task(crontab(hour="7", minute="0"))
+@periodic(crontab(hour="7", minute="0"), hold=4 * 3600)
 def reconcile_daily() -> int:
     """Every morning: import yesterday's Stripe activity and reconcile the last two days (a day
     of Stripe activity can arrive late); returns the open exceptions found."""

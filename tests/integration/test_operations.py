@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -180,3 +181,16 @@ def test_the_nightly_ledger_check_counts_accounts_that_differ(monkeypatch, tmp_p
     finally:
         db.bound(tasks._app()).engine.dispose()
         tasks._app.cache_clear()
+
+
+def test_a_periodic_job_runs_once_at_a_time_across_consumers(app: Flask) -> None:
+    """Each consumer enqueues every periodic job: while one run holds the job's lock in Huey's
+    store (shared through Redis by every host), another is refused rather than run alongside."""
+    from huey.exceptions import TaskLockedException
+
+    from portal import tasks
+
+    lock = tasks.huey.lock_task("periodic.verify_ledger_nightly")
+    with lock, pytest.raises(TaskLockedException):
+        tasks.verify_ledger_nightly.call_local()
+    assert not lock.is_locked()  # released by the run that held it
