@@ -7,7 +7,9 @@ details that match nobody lead to the very same page as real ones, and nothing i
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -53,6 +55,8 @@ class Words:
     statement: str
     statement_columns: tuple[str, str, str]
     back: str
+    your_data: str
+    download_data: str
     sign_out: str
     signed_out: str
 
@@ -74,6 +78,8 @@ EN = Words(
     statement="Statement",
     statement_columns=("Entry", "Amount", "Balance"),
     back="Back",
+    your_data="Your data",
+    download_data="Download my data",
     sign_out="Sign out",
     signed_out="You are signed out.",
 )
@@ -94,6 +100,8 @@ ZH = Words(
     statement="账单明细",
     statement_columns=("分录", "金额", "余额"),
     back="返回",
+    your_data="我的数据",
+    download_data="下载我的数据",
     sign_out="退出登录",
     signed_out="您已退出登录。",
 )
@@ -218,7 +226,21 @@ def journey(
     expect(page).to_have_url(re.compile(r"/home$"))
     expect(page.get_by_role("heading", level=1)).to_have_text(words.what_i_owe)
 
-    # 6. Sign out: back to the start, and the dashboard is closed.
+    # 6. Your data: what Accord holds, downloaded as a ZIP that holds this borrower's accounts.
+    page.get_by_role("link", name=words.your_data).click()
+    expect(page).to_have_url(re.compile(r"/my-data$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text(words.your_data)
+    check(page, f"borrower-{name}-6-my-data")
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name=words.download_data).click()
+    with zipfile.ZipFile(download_info.value.path()) as archive:
+        data = json.loads(archive.read("data.json"))
+    assert {a["external_reference"] for a in data["accounts"]} >= {
+        a.external_reference for a in borrower.accounts
+    }
+    page.goto("/home")
+
+    # 7. Sign out: back to the start, and the dashboard is closed.
     page.get_by_role("button", name=words.sign_out, exact=True).click()
     expect(page).to_have_url(re.compile(r"^[^?#]+://[^/]+/$"))
     expect(page.get_by_role("status")).to_have_text(words.signed_out)
