@@ -101,5 +101,6 @@ def _set_active(user_id: int, *, active: bool) -> Any:
 from portal.admin import (  # noqa: E402
     api_tokens,  # noqa: F401
     placements,  # noqa: F401
+    retention,  # noqa: F401
     webhooks,  # noqa: F401
 )

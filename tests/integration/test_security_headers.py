@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from werkzeug.routing import Rule
 from werkzeug.test import TestResponse
 
+from portal import crypto
 from portal.integrations.storage import document_storage_from_config, storage_from_config
 from portal.models import (
     Account,
@@ -369,6 +370,7 @@ def test_https_is_enforced_by_hsts_in_production_only(
         NOTIFIER="live",
         LOG_FORMAT="text",  # the process's log handler stays as the other tests have it
         RATELIMIT_STORAGE_URI="memory://",
+        ENCRYPTION_KEYS=crypto.development_keys_text(),
     )
     stripe_origin = _origin(app.config["STRIPE_JS_URL"])
     problems = []
