@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, has_app_context
-from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey import Huey, RedisExpireHuey, SqliteHuey, crontab
+from huey.api import TaskLock
+from huey.storage import RedisExpireStorage
 
 from portal.config import load_config
 
@@ -24,7 +26,9 @@ log = logging.getLogger("accord.tasks")
 def make_huey() -> Huey:
     config = load_config()
     if config["REDIS_URL"]:
-        return RedisHuey("accord", url=config["REDIS_URL"])
+        # Results and locks as keys of their own, which expire: a lock can lapse (``periodic``) on
+        # any Redis (plain RedisHuey keeps them in one hash, whose fields expire only from 7.4).
+        return RedisExpireHuey("accord", url=config["REDIS_URL"], expire_time=7 * 24 * 3600)
     path = Path(config["HUEY_SQLITE_PATH"])
     path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteHuey("accord", filename=str(path))
@@ -39,13 +43,21 @@ def periodic(schedule: Any, *, hold: int = 3600) -> Any:
     Every consumer started without ``-n`` enqueues each periodic task on its schedule (Huey does
     not de-duplicate), and a run may outlast its period. A lock in Huey's store (Redis when
     shared) refuses a run while another holds it; ``hold`` seconds after a worker died mid-run,
-    the lock lapses. Every periodic job is also idempotent (a second run finds nothing to do)."""
+    the lock lapses (on Redis; Huey's SQLite store keeps it until a consumer starts with ``-f``,
+    as ``make run``'s does). Every periodic job is also idempotent (a second run finds nothing to
+    do)."""
 
     def decorate(fn: Any) -> Any:
-        locked = huey.lock_task(f"periodic.{fn.__name__}", ttl=hold)(fn)
-        return huey.periodic_task(schedule, name=fn.__name__)(locked)
+        return huey.periodic_task(schedule, name=fn.__name__)(run_alone(huey, fn.__name__, hold)(fn))
 
     return decorate
+
+
+def run_alone(instance: Huey, name: str, hold: int) -> TaskLock:
+    """The lock of the periodic job ``name`` in ``instance``'s store, lapsing after ``hold``
+    seconds where the store can (Redis)."""
+    lapses = isinstance(instance.storage, RedisExpireStorage)
+    return instance.lock_task(f"periodic.{name}", ttl=hold if lapses else None)
 
 
 @functools.cache

@@ -27,7 +27,7 @@ fi
 # Today's collections run (stages, interest, fees, the strategy's actions); a rerun changes nothing.
 "${flask[@]}" collections run
 
-.venv/bin/huey_consumer portal.tasks.huey -w 2 -k thread -m 1 -q &
+.venv/bin/huey_consumer portal.tasks.huey -w 2 -k thread -m 1 -f -q &
 consumer=$!
 .venv/bin/gunicorn -w 2 -b "127.0.0.1:$port" wsgi:app &
 web=$!

@@ -194,3 +194,27 @@ def test_a_periodic_job_runs_once_at_a_time_across_consumers(app: Flask) -> None
     with lock, pytest.raises(TaskLockedException):
         tasks.verify_ledger_nightly.call_local()
     assert not lock.is_locked()  # released by the run that held it
+
+
+def test_the_periodic_lock_works_in_both_stores_and_lapses_on_redis(tmp_path: Path) -> None:
+    import time
+
+    from huey import RedisExpireHuey, SqliteHuey
+    from huey.exceptions import TaskLockedException
+
+    from portal.tasks import run_alone
+
+    sqlite_store = SqliteHuey("lock-test", filename=str(tmp_path / "huey.db"))
+    redis_store = RedisExpireHuey("lock-test", url="redis://127.0.0.1:6379/15")
+    for store in (sqlite_store, redis_store):
+        store.flush_locks()
+        with run_alone(store, "job", 60), pytest.raises(TaskLockedException), run_alone(store, "job", 60):
+            pass
+        with run_alone(store, "job", 60):  # released: the next run goes ahead
+            pass
+    held = run_alone(redis_store, "crashed", 1)
+    held.acquire()  # a worker that died mid-run never releases it: on Redis the lock lapses
+    time.sleep(1.5)
+    with run_alone(redis_store, "crashed", 1):
+        pass
+    redis_store.flush_locks()
