@@ -20,6 +20,7 @@ from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal import crypto
 from portal.config import ConfigError, load_config
 from portal.extensions import db
 from portal.integrations import storage as storage_module
@@ -74,10 +75,16 @@ def s3_config(endpoint: str, **more: object) -> dict[str, Any]:
 
 
 def _objects(endpoint: str, prefix: str) -> dict[str, bytes]:
-    """Every object in the bucket whose name starts with ``prefix``, with its bytes."""
+    """Every object in the bucket whose name starts with ``prefix``, opened: each is sealed
+    (portal.crypto), under the development key, with its storage key bound in."""
     client = s3_client(endpoint, REGION)
     listing = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
-    return {item["Key"]: client.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read() for item in listing}
+    opened = {}
+    for item in listing:
+        sealed = client.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()
+        assert sealed.startswith(crypto.FILE_MAGIC), f"{item['Key']} is stored in the clear"
+        opened[item["Key"]] = crypto.DEVELOPMENT_KEYRING.open_file(sealed, item["Key"].rsplit("/", 1)[-1])
+    return opened
 
 
 @dataclass
@@ -305,3 +312,19 @@ def test_an_app_on_s3_keeps_a_borrowers_evidence_in_the_bucket_and_shows_it_to_s
     shown = agent.get(f"/staff/cases/{case.id}/evidence/{evidence.id}")
     assert shown.status_code == 200
     assert shown.data == data
+
+
+def test_a_file_stored_in_the_clear_is_read_and_sealed_by_rewrite(backend: Backend) -> None:
+    """Files stored before encryption was switched on still open; ``rewrite`` (``flask crypto
+    rotate``) seals them — replacing the object only if it is still the one read — and leaves a
+    file already sealed with the current key alone."""
+    store = backend.store
+    legacy = "ab" * 16 + ".pdf"
+    backend.plant(legacy, PDF)
+    sealed = store.put(PDF, suffix=".pdf")
+    assert store.raw(legacy) == PDF and store.open(legacy) == PDF
+    assert sorted(store.stored_keys()) == sorted([legacy, sealed])
+    assert store.rewrite(legacy) is True
+    assert store.raw(legacy).startswith(crypto.FILE_MAGIC) and PDF not in store.raw(legacy)
+    assert store.open(legacy) == PDF
+    assert store.rewrite(legacy) is False and store.rewrite(sealed) is False
