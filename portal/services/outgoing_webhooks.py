@@ -54,20 +54,8 @@ from portal.services import audit, integration_events
 from portal.services.audit import SYSTEM, Actor
 from workflows import webhook_signature
 from workflows.errors import DomainError
+from workflows.webhook_delivery import Outcome, backoff, outcome
 
-BACKOFF = (
-    dt.timedelta(minutes=1),
-    dt.timedelta(minutes=5),
-    dt.timedelta(minutes=30),
-    dt.timedelta(hours=2),
-    dt.timedelta(hours=6),
-    dt.timedelta(hours=12),
-    dt.timedelta(hours=24),
-)
-"""The wait after the 1st, 2nd, … failed attempt (plus up to a tenth more, at random, so that
-deliveries failed together do not all come back together)."""
-MAX_ATTEMPTS = len(BACKOFF) + 1
-"""After this many failed attempts a delivery is failed; an admin may send it again."""
 TIMEOUT_SECONDS = 10
 LEASE_MARGIN = dt.timedelta(minutes=1)
 USER_AGENT = "Accord-Webhooks/1"
@@ -305,13 +293,6 @@ def post(url: str, body: bytes, headers: Mapping[str, str], *, timeout: float = 
         return Answer(None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR])
 
 
-def backoff(failed_attempts: int) -> dt.timedelta:
-    """How long to wait after the ``failed_attempts``-th failure: the schedule, plus jitter."""
-    delay = BACKOFF[min(failed_attempts, len(BACKOFF)) - 1]
-    jitter = secrets.randbelow(int(delay.total_seconds()) // 10 + 1)
-    return delay + dt.timedelta(seconds=jitter)
-
-
 def body_of(event: IntegrationEvent) -> bytes:
     """The request body: the event as the API shows it, compact JSON in UTF-8."""
     return json.dumps(
@@ -443,10 +424,10 @@ def _record(session: Session, item: _Claimed, answer: Answer, at: dt.datetime, d
     delivery.last_attempt_at = at
     delivery.last_status_code = answer.status_code
     delivery.last_error = answer.error
-    if answer.ok:
+    step = outcome(attempts=delivery.attempts, succeeded=answer.ok)
+    if step is Outcome.DELIVERED:
         delivery.status, delivery.delivered_at, delivery.next_attempt_at = "delivered", at, None
-        outcome = "delivered"
-    elif delivery.attempts >= MAX_ATTEMPTS:
+    elif step is Outcome.FAILED:
         delivery.status, delivery.next_attempt_at = "failed", None
         audit.record(
             session,
@@ -456,13 +437,10 @@ def _record(session: Session, item: _Claimed, answer: Answer, at: dt.datetime, d
             delivery.id,
             after={"attempts": delivery.attempts, "status_code": answer.status_code, "error": answer.error},
         )
-        outcome = "failed"
-    else:
-        if delivery.next_attempt_at == item.lease_until:  # still ours
-            delivery.next_attempt_at = at + backoff(delivery.attempts)
-        outcome = "retrying"
+    elif delivery.next_attempt_at == item.lease_until:  # retrying, and the lease is still ours
+        delivery.next_attempt_at = at + backoff(delivery.attempts)
     session.commit()
-    return outcome
+    return step.value
 
 
 def run(session: Session, now: dt.datetime) -> DeliveryReport:

@@ -40,6 +40,7 @@ from portal.services.audit import Actor
 from tests import factories
 from tests.conftest import _prepare_postgres
 from tests.stripe_support import free_port
+from workflows import webhook_delivery
 from workflows.access import Role
 from workflows.errors import DomainError
 from workflows.webhook_signature import verify
@@ -318,22 +319,22 @@ def test_eight_failures_give_up_with_the_backoff_between_and_a_retry_sends_it_ag
     account = factories.account(session)
     endpoint, _secret = _endpoint(session, admin, account, receiver.url)
     _emit(session, account)
-    receiver.answers = [503] * hooks.MAX_ATTEMPTS
+    receiver.answers = [503] * webhook_delivery.MAX_ATTEMPTS
     at = utcnow()
     waits = []
-    for attempt in range(1, hooks.MAX_ATTEMPTS + 1):
+    for attempt in range(1, webhook_delivery.MAX_ATTEMPTS + 1):
         report = hooks.run(session, at)
         [delivery] = _deliveries(session, endpoint)
         assert delivery.attempts == attempt
-        if attempt < hooks.MAX_ATTEMPTS:
+        if attempt < webhook_delivery.MAX_ATTEMPTS:
             assert (report.retrying, delivery.status) == (1, "pending")
             waits.append(delivery.next_attempt_at - delivery.last_attempt_at)  # type: ignore[operator]
             at = delivery.next_attempt_at  # type: ignore[assignment]
             assert hooks.run(session, at - dt.timedelta(seconds=1)).retrying == 0  # not a second early
     assert (report.failed, delivery.status, delivery.next_attempt_at) == (1, "failed", None)
-    for wait, planned in zip(waits, hooks.BACKOFF, strict=True):
+    for wait, planned in zip(waits, webhook_delivery.BACKOFF, strict=True):
         assert planned <= wait <= planned + planned / 10 + dt.timedelta(seconds=1)
-    assert len(receiver.requests) == hooks.MAX_ATTEMPTS
+    assert len(receiver.requests) == webhook_delivery.MAX_ATTEMPTS
     assert hooks.run(session, at + dt.timedelta(days=7)).delivered == 0  # failed stays failed
     assert session.scalar(
         select(func.count()).where(
@@ -345,7 +346,7 @@ def test_eight_failures_give_up_with_the_backoff_between_and_a_retry_sends_it_ag
     [delivery] = _deliveries(session, endpoint)
     assert (delivery.status, delivery.attempts) == ("pending", 0)
     assert hooks.run(session, utcnow()).delivered == 1
-    assert len(_attempts(session, delivery)) == hooks.MAX_ATTEMPTS + 1
+    assert len(_attempts(session, delivery)) == webhook_delivery.MAX_ATTEMPTS + 1
     with pytest.raises(DomainError) as refused:
         hooks.retry(session, Actor.staff(admin), delivery.id)
     assert refused.value.code == "webhook_delivery_not_failed"
@@ -669,7 +670,7 @@ def test_an_admin_turns_an_endpoint_off_rolls_its_secret_and_resends_a_failed_de
     integration_events.sequence(session)
     hooks.fan_out(session)
     at = utcnow()
-    for _attempt in range(hooks.MAX_ATTEMPTS):
+    for _attempt in range(webhook_delivery.MAX_ATTEMPTS):
         hooks.deliver_due(
             session, now=at, send=lambda *_args: hooks.Answer(None, "connection failed: refused")
         )
@@ -682,7 +683,10 @@ def test_an_admin_turns_an_endpoint_off_rolls_its_secret_and_resends_a_failed_de
     log = admin_client.get(f"/admin/webhooks/{endpoint.id}?status=failed").get_data(as_text=True)
     assert "plan.broken" in log and "Failed" in log and "connection failed: refused" in log
     detail = admin_client.get(f"/admin/webhooks/deliveries/{delivery.id}").get_data(as_text=True)
-    assert detail.count("connection failed: refused") == hooks.MAX_ATTEMPTS and "Send it again" in detail
+    assert (
+        detail.count("connection failed: refused") == webhook_delivery.MAX_ATTEMPTS
+        and "Send it again" in detail
+    )
 
     assert admin_client.post(f"/admin/webhooks/deliveries/{delivery.id}/retry").status_code == 302
     [delivery] = _deliveries(session, endpoint)
