@@ -250,6 +250,7 @@ JSON_FIELDS: tuple[Column, ...] = _columns(json=True)
 """The fields of a JSON placement row, in the same order."""
 
 _FILE_COLUMNS = MappingProxyType({column.name: column for column in COLUMNS})
+_FILE_COLUMN_NAMES = frozenset(_FILE_COLUMNS)
 _JSON_COLUMNS = MappingProxyType({column.name: column for column in JSON_FIELDS})
 
 _ISO_3166_ALPHA_2 = """
@@ -728,15 +729,16 @@ class _Row:
         too long is `too_long`, and `parse` says the rest."""
         if name in self.errors:
             return
-        column = self.columns[name]
         value = self.cells.get(name)
+        column = self.columns[name]
         if value is None:
             if column.required:
                 self.fail(name, DomainError("value_missing", "{column} is required.", column=name))
             else:
                 self.got[name] = default
             return
-        if column.max_length is not None and isinstance(value, str) and len(value) > column.max_length:
+        maximum = column.max_length
+        if maximum is not None and isinstance(value, str) and len(value) > maximum:
             self.fail(
                 name,
                 DomainError(
@@ -747,6 +749,9 @@ class _Row:
                 ),
             )
             return
+        if parse is str:  # free text: nothing more to judge than the above
+            self.got[name] = value
+            return
         try:
             self.got[name] = parse(value)
         except DomainError as error:
@@ -754,8 +759,20 @@ class _Row:
         except _UndecidedError:
             pass
 
+    def read_texts(self, names: Sequence[str]) -> None:
+        """``read(name, str)`` for each of ``names`` (free text), in one call."""
+        cells, got, columns = self.cells, self.got, self.columns
+        for name in names:
+            value = cells.get(name)
+            maximum = columns[name].max_length
+            if value is None or name in self.errors or (maximum is not None and len(str(value)) > maximum):
+                self.read(name, str)  # no value, or too long: the rules above say what to do
+            else:
+                got[name] = value
+
     def has(self, *names: str) -> bool:
-        return all(name in self.got for name in names)
+        got = self.got
+        return all(name in got for name in names)
 
     def amount(self, name: str) -> int:
         value = self.got[name]
@@ -764,6 +781,14 @@ class _Row:
 
 
 def _text_cells(values: Mapping[str, str]) -> tuple[dict[str, str | int], list[FieldError]]:
+    # Nearly every row of a file: all its keys are columns, all its values text. When no cell holds
+    # a control character (one search over them all), each is only stripped.
+    if (
+        values.keys() <= _FILE_COLUMN_NAMES
+        and set(map(type, values.values())) <= {str}
+        and CONTROL_CHARACTERS.search("".join(values.values())) is None
+    ):
+        return {name: text for name, value in values.items() if (text := value.strip())}, []
     cells: dict[str, str | int] = {}
     errors: list[FieldError] = []
     for key, value in values.items():
@@ -852,6 +877,20 @@ def _parse(
     return PlacementRow(**cast(dict[str, Any], got))
 
 
+_TEXT_FIELDS = (
+    "full_name",
+    "company_name",
+    "registration_number",
+    "national_id",
+    "address_line1",
+    "address_line2",
+    "city",
+    "region",
+    "postal_code",
+)
+"""The columns of free text: a value is only checked for its length."""
+
+
 def _read_fields(row: _Row, *, today: dt.date, from_json: bool) -> None:
     """Each cell on its own; what depends on another field is judged only when that field was read."""
     # Fields others depend on first: the country (phone, time zone) and the currency (money).
@@ -863,18 +902,7 @@ def _read_fields(row: _Row, *, today: dt.date, from_json: bool) -> None:
     for name in ("account_reference", "borrower_reference"):
         row.read(name, _reference)
     row.read("borrower_kind", _choice("borrower_kind", BORROWER_KINDS), default="person")
-    for name in (
-        "full_name",
-        "company_name",
-        "registration_number",
-        "national_id",
-        "address_line1",
-        "address_line2",
-        "city",
-        "region",
-        "postal_code",
-    ):
-        row.read(name, str)
+    row.read_texts(_TEXT_FIELDS)
     row.read("date_of_birth", _date_of_birth(today))
     row.read("phone", _phone(country))
     row.read("email", normalise_email)

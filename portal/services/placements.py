@@ -61,7 +61,9 @@ from defusedxml.ElementTree import ParseError
 from flask import g, has_request_context, request
 from sqlalchemy import JSON, ColumnElement, Table, any_, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeDecorator
 
 from portal.db import utcnow
 from portal.models import (
@@ -79,8 +81,9 @@ from portal.services import policy as policy_service
 from portal.services.audit import Actor
 from workflows.collections import days_past_due, next_stage
 from workflows.errors import DomainError
-from workflows.ledger import EntryKind, apply_postings
+from workflows.ledger import EntryKind
 from workflows.money import Component
+from workflows.personal_data import redact
 from workflows.placements import (
     ACCOUNT_FIELDS,
     BORROWER_FIELDS,
@@ -560,11 +563,12 @@ def _changed(
 
 
 def _balances_after(before: Mapping[Component, int], change: PlacementChange) -> dict[Component, int]:
-    """The balances once the change's entries are posted, one kind at a time in their order, as
-    ``workflows.ledger`` accepts them (it refuses a wrong sign or a balance below zero)."""
+    """The balances once the change's entries are posted. ``plan_change`` has already put them
+    through ``workflows.ledger`` (each entry's sign, and no balance below zero after any of them),
+    so here they are only added up."""
     balances = {component: before.get(component, 0) for component in Component}
-    for kind, posting in change.postings:
-        balances = apply_postings(balances, kind, [posting])
+    for _kind, posting in change.postings:
+        balances[posting.component] += posting.amount
     return balances
 
 
@@ -599,17 +603,39 @@ def _insert_rows(
             ).scalars()
         )
     names = list(rows[0])
-    json_positions = [index for index, name in enumerate(names) if isinstance(table.c[name].type, JSON)]
+    processors = _bind_processors(table, names, connection.dialect)
     quoted = ", ".join(f'"{name}"' for name in (["id", *names] if ids else names))
     driver = connection.connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
         for index, row in enumerate(rows):
             values = [row[name] for name in names]
-            for position in json_positions:
-                values[position] = _json_text(values[position])
+            for position, process in processors:
+                values[position] = process(values[position])
             copy.write_row([new_ids[index], *values] if ids else values)
     return new_ids
+
+
+def _bind_processors(table: Table, names: Sequence[str], dialect: Dialect) -> list[tuple[int, Any]]:
+    """(position, how a value is made ready for the database) for every column whose Python value is
+    not what is stored: a JSON column's value becomes its JSON text, a ``TypeDecorator``'s goes
+    through its ``process_bind_param`` (times in UTC, sealed personal data), as Core would do it —
+    a COPY bypasses SQLAlchemy's own bind processing."""
+    found: list[tuple[int, Any]] = []
+    for position, name in enumerate(names):
+        column_type = table.c[name].type
+        if isinstance(column_type, TypeDecorator):
+            found.append((position, _bound(column_type, dialect)))
+        elif isinstance(column_type, JSON):
+            found.append((position, _json_text))
+    return found
+
+
+def _bound(column_type: TypeDecorator[Any], dialect: Dialect) -> Callable[[object], object]:
+    def process(value: object) -> object:
+        return column_type.process_bind_param(value, dialect)
+
+    return process
 
 
 def _json_text(value: object) -> str | None:
@@ -994,14 +1020,16 @@ class _Placer:
         after: Mapping[str, object],
         import_id: int,
     ) -> dict[str, Any]:
-        """An audit event as ``audit.record`` writes it, as a row for one bulk INSERT."""
+        """An audit event as ``audit.record`` writes it, as a row for one bulk INSERT: the one place
+        a placement's audit events are built. As there, the sensitive fields of the object's table
+        (``object_type``) are recorded as set or empty, never by value (``personal_data.redact``)."""
         return {
             **self._shared,
             "action": action,
             "object_type": object_type,
             "object_id": str(object_id),
-            "before": _json(before) if before is not None else None,
-            "after": {**_json(after), "placement_import": import_id},
+            "before": redact(object_type, _json(before)) if before is not None else None,
+            "after": redact(object_type, {**_json(after), "placement_import": import_id}),
         }
 
     def _shared_event_fields(self) -> dict[str, Any]:

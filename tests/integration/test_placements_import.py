@@ -14,9 +14,10 @@ from typing import Any
 import openpyxl
 import pytest
 from flask import Flask, g
-from sqlalchemy import func, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.types import TypeDecorator
 
 from portal.models import (
     Account,
@@ -27,14 +28,15 @@ from portal.models import (
     LedgerEntry,
     PlacementImport,
 )
+from portal.services import audit, placements
 from portal.services import ledger as ledger_service
-from portal.services import placements
 from portal.services.audit import SYSTEM, Actor
 from tests import factories
 from workflows.errors import DomainError
 from workflows.ledger import EntryKind, Posting
 from workflows.money import Component
-from workflows.placements import COLUMNS
+from workflows.personal_data import REDACTED
+from workflows.placements import BORROWER_FIELDS, COLUMNS
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "placements"
 TODAY = dt.date(2026, 12, 1)
@@ -557,7 +559,7 @@ def test_a_dry_run_reports_what_the_import_would_do_and_writes_no_account(
 def test_an_error_of_ours_rolls_everything_back_and_records_the_import_as_failed(
     session: Session, creditor: Creditor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: object, accounts: object) -> None:
+    def broken(self: object, *args: object) -> None:
         raise RuntimeError("the disk is full")
 
     monkeypatch.setattr(placements._Placer, "_insert_accounts", broken)
@@ -778,3 +780,156 @@ def test_placements_made_in_a_request_audit_its_request_id_and_address(
         ("account.placed", "req-placement-1", "203.0.113.7"),
         ("account.placement_updated", "req-placement-2", "203.0.113.7"),
     ]
+
+
+# --- Writing in bulk: chunks in flight, personal data, column types -------------------------------
+
+
+def test_a_file_placed_in_chunks_of_one_row_is_placed_as_in_one_chunk(
+    session: Session, creditor: Creditor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL each chunk is still being sent while the next is read: a borrower created by
+    one chunk is the same borrower for the next, and everything is in before the import ends."""
+    monkeypatch.setattr(placements, "CHUNK_ROWS", 1)
+
+    record = _import(session, creditor, DATA / "good.csv")
+
+    assert record.status == "applied", record.error_message
+    assert (record.accounts_created, record.borrowers_created, record.rows_rejected) == (5, 4, 0)
+    accounts = _accounts(session, creditor)
+    assert accounts["CC-1002"].borrower_id == accounts["LN-1001"].borrower_id
+    assert _count(session, Borrower, Borrower.creditor_id == creditor.id) == 4
+    assert _count(session, LedgerEntry, LedgerEntry.cause == f"placement:{record.id}") == 11
+    assert _count(session, AuditEvent, AuditEvent.action.in_(PLACEMENT_ACTIONS)) == 9
+    assert ledger_service.discrepancies(session) == []
+
+
+def test_an_error_after_chunks_were_sent_rolls_all_of_them_back(
+    session: Session, creditor: Creditor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(placements, "CHUNK_ROWS", 2)
+    write = placements._Placer.write
+    calls: list[int] = []
+
+    def fails_third(self: Any, plan: Any, import_id: int) -> None:
+        calls.append(import_id)
+        if len(calls) == 3:
+            raise RuntimeError("the disk is full")
+        write(self, plan, import_id)
+
+    monkeypatch.setattr(placements._Placer, "write", fails_third)
+
+    record = _import(session, creditor, DATA / "good.csv")
+
+    assert len(calls) == 3
+    assert (record.status, record.error_code) == ("failed", "import_failed")
+    assert _count(session, Borrower, Borrower.creditor_id == creditor.id) == 0
+    assert _accounts(session, creditor) == {}
+    assert _count(session, LedgerEntry) == 0
+    assert _count(session, AuditEvent, AuditEvent.action.in_(PLACEMENT_ACTIONS)) == 0
+
+
+def test_personal_data_placed_in_bulk_reads_back_as_placed(session: Session, creditor: Creditor) -> None:
+    """Bulk writes (COPY on PostgreSQL) go through each column's type as the ORM's do: a sealed
+    column read back through the model gives the value placed."""
+    _import(session, creditor, DATA / "good.csv")
+
+    zhang = _accounts(session, creditor)["LN-1001"].borrower
+    assert (zhang.date_of_birth, zhang.national_id) == (dt.date(1985, 3, 15), "110101198503150011")
+    business = _accounts(session, creditor)["LN-3001"].borrower
+    assert (business.date_of_birth, business.national_id) == (None, None)
+
+
+class _Tagged(TypeDecorator[str]):
+    """A column type that stores a value other than the one given (as a sealing type does)."""
+
+    impl = String(64)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        return None if value is None else f"stored:{value}"
+
+    def process_result_value(self, value: str | None, dialect: Any) -> str | None:
+        return None if value is None else value.removeprefix("stored:")
+
+
+def test_rows_inserted_in_bulk_go_through_their_columns_type_decorators(session: Session) -> None:
+    probe = Table(
+        "placement_probe",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("code", _Tagged()),
+        prefixes=["TEMPORARY"],
+    )
+    probe.create(session.connection())
+
+    ids = placements._insert_rows(session, probe, [{"code": "a"}, {"code": None}, {"code": "c"}], ids=True)
+
+    assert len(ids) == 3
+    stored = session.execute(text("SELECT code FROM placement_probe ORDER BY id")).scalars().all()
+    assert stored == ["stored:a", None, "stored:c"]
+    assert session.execute(select(probe.c.code).order_by(probe.c.id)).scalars().all() == ["a", None, "c"]
+    session.rollback()
+
+
+def _event_columns(event: AuditEvent) -> dict[str, object]:
+    return {
+        "actor_type": event.actor_type,
+        "actor_id": event.actor_id,
+        "action": event.action,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "before": event.before,
+        "after": event.after,
+        "request_id": event.request_id,
+        "ip": event.ip,
+    }
+
+
+def test_borrower_events_hold_no_sensitive_value_and_are_what_audit_record_writes(
+    session: Session, creditor: Creditor, tmp_path: Path
+) -> None:
+    record = _import(session, creditor, DATA / "good.csv")
+    accounts = _accounts(session, creditor)
+    zhang, mary = accounts["LN-1001"].borrower, accounts["CC-2001"].borrower
+    placed = {
+        event.object_id: event
+        for event in session.scalars(select(AuditEvent).where(AuditEvent.action == "borrower.placed"))
+    }
+
+    event = placed[str(zhang.id)]
+    assert event.after is not None
+    assert (event.after["date_of_birth"], event.after["national_id"]) == (REDACTED, REDACTED)
+    assert "1985-03-15" not in str(event.after) and "110101198503150011" not in str(event.after)
+    other = placed[str(mary.id)].after
+    assert other is not None and (other["date_of_birth"], other["national_id"]) == (REDACTED, None)
+    # The same event as audit.record writes it, from the borrower's values as placed.
+    fields = ["external_reference", *BORROWER_FIELDS]
+    expected = audit.record(
+        session,
+        SYSTEM,
+        "borrower.placed",
+        "borrower",
+        zhang.id,
+        after={**audit.snapshot(zhang, fields), "placement_import": record.id},
+    )
+    session.flush()
+    session.expire_all()
+    assert _event_columns(event) == _event_columns(expected)
+    assert list(event.after) == list(expected.after or {})  # the keys in the same order
+    session.rollback()
+
+    text_ = (
+        (DATA / "good.csv").read_text(encoding="utf-8").replace("110101198503150011", "110101198503150029")
+    )
+    changed = tmp_path / "changed.csv"
+    changed.write_text(text_, encoding="utf-8")
+    again = _import(session, creditor, changed)
+
+    updated = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "borrower.placement_updated")
+    ).one()
+    assert (updated.before, updated.after) == (
+        {"national_id": REDACTED},
+        {"national_id": REDACTED, "placement_import": again.id},
+    )
