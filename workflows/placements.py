@@ -63,6 +63,7 @@ from workflows.money import (
     parse_rate_bp,
     plain_amount,
 )
+from workflows.personal_data import SENSITIVE_FIELDS
 
 # --- Columns -------------------------------------------------------------------------------------
 
@@ -589,12 +590,20 @@ def _currency(text: str) -> str:
 
 @lru_cache(maxsize=64)
 def _date(name: str) -> Callable[[str], dt.date]:
+    # A refusal is stored in the import's report: a date of birth, even mistyped, is not repeated
+    # there (workflows.personal_data); the line and the column find it in the lender's file.
+    sensitive = name in SENSITIVE_FIELDS["borrower"]
+
     def read(text: str) -> dt.date:
         if _ISO_DATE.fullmatch(text):
             try:
                 return dt.date.fromisoformat(text)
             except ValueError:
                 pass
+        if sensitive:
+            raise DomainError(
+                "date_invalid", "This is not a date for {column}: write it as YYYY-MM-DD.", column=name
+            )
         raise DomainError(
             "date_invalid",
             "{value} is not a date for {column}: write it as YYYY-MM-DD.",
@@ -621,8 +630,7 @@ def _date_of_birth(today: dt.date) -> Callable[[str], dt.date]:
         if not _years_before(today, MAX_AGE_YEARS) <= born < today:
             raise DomainError(
                 "date_of_birth_invalid",
-                "The date of birth {date_of_birth} must be in the past and at most {years} years ago.",
-                date_of_birth=born.isoformat(),
+                "The date of birth must be in the past and at most {years} years ago.",
                 years=MAX_AGE_YEARS,
             )
         return born

@@ -991,3 +991,14 @@ def test_a_placement_row_has_the_agreed_fields() -> None:
         "currency", "annual_rate_bp", "opened_on", "balance_date", "principal", "interest", "fees",
         "overdue_amount", "oldest_unpaid_due_on", "next_due_on", "next_due_amount",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("born", ["15/03/1985", "1985-03-32", "2030-01-01"])
+def test_a_refused_date_of_birth_is_not_repeated_in_the_report(born: str) -> None:
+    """The reasons are stored in the import's report; a date of birth is personal data, so the
+    reason names the column, never the value (the line finds it in the lender's file)."""
+    result = parse_text_row(text_row(date_of_birth=born), today=TODAY)
+    assert not isinstance(result, PlacementRow)
+    [error] = [e for e in result if e.column == "date_of_birth"]
+    assert born not in error.text() and born.replace("-", "") not in error.text()
+    assert "date of birth" in error.text() or "date_of_birth" in error.text()
