@@ -38,7 +38,7 @@ class Account(Base):
         CheckConstraint("overdue_amount >= 0", name="overdue_not_negative"),
         CheckConstraint("next_due_amount >= 0", name="next_due_not_negative"),
         CheckConstraint("annual_rate_bp >= 0", name="rate_not_negative"),
-        Index("ix_account_stage_dpd", "stage", "dpd"),
+        Index("ix_account_stage_oldest_unpaid", "stage", "oldest_unpaid_due_on"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -104,6 +104,7 @@ class LedgerEntry(Base):
         one_of("kind", [k.value for k in EntryKind], "kind"),
         one_of("actor_type", ACTOR_TYPES, "actor_type"),
         Index("ix_ledger_entry_statement", "account_id", "effective_on", "id"),
+        Index("ix_ledger_entry_effective_on", "effective_on"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
