@@ -7,13 +7,16 @@ Views never commit; services do.
 from __future__ import annotations
 
 import datetime as dt
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app, g, has_app_context
+from psycopg.pq import TransactionStatus
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -79,7 +82,45 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _drop_hung_up_connections(engine)
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, _record: Any) -> None:
+        # After a read-only request (Database.read_only) SQLAlchemy sets the connection back to
+        # READ WRITE; back to the server's default instead, so other requests BEGIN as before.
+        if (
+            dbapi_connection is not None
+            and getattr(dbapi_connection, "read_only", None) is False
+            and dbapi_connection.info.transaction_status == TransactionStatus.IDLE
+        ):
+            dbapi_connection.read_only = None
+
+    return engine
+
+
+def _drop_hung_up_connections(engine: Engine) -> None:
+    """A pooled connection the server has closed (PostgreSQL restarted, the backend was
+    terminated, an idle timeout) is replaced before a request uses it.
+
+    ``pool_pre_ping`` would do this with a ``SELECT 1`` round trip on every checkout, i.e. on every
+    request. An idle connection in the pool has nothing to read unless the server closed it: it
+    then sends its FATAL message and the socket ends, so the socket is readable. Looking costs a
+    ``poll`` with no wait; a readable or closed connection is refused (``DisconnectionError``:
+    the pool discards it and connects afresh, up to three times). A connection that dies while a
+    request uses it fails that request, as it would with the ping, and SQLAlchemy then recycles
+    the whole pool."""
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if dbapi_connection.closed or _has_input(dbapi_connection.fileno()):
+            raise DisconnectionError("the database server closed this pooled connection")
+
+
+def _has_input(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))  # POLLHUP and POLLERR are reported whatever is registered
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -156,11 +197,43 @@ class Database:
             session.rollback()
             session.close()
 
-    def _remove_session(self, _exc: BaseException | None) -> None:
+    def read_only(self) -> bool:
+        """Declare, before this request touches the database, that it only reads: on PostgreSQL
+        its transaction begins ``READ ONLY`` (the server refuses any write in it, loudly) and ends
+        with ``COMMIT``, which for such a transaction undoes nothing a ``ROLLBACK`` would.
+
+        Why: psycopg forgets every prepared statement of a connection at each ``ROLLBACK`` (one
+        may have undone DDL they depend on), and every request ends with one, so the server
+        parses and plans each statement afresh on every request; after a ``COMMIT`` psycopg keeps
+        them, and a statement run five times on a connection is prepared and no longer planned.
+
+        Returns False, and changes nothing, where it cannot apply: the session has begun already,
+        it is bound to a connection rather than the engine (the tests' transaction), or SQLite."""
+        if not has_app_context() or "db_session" in g:
+            return False
+        session = self.session
+        bind = session.get_bind()
+        if not isinstance(bind, Engine) or bind.dialect.name != "postgresql":
+            return False
+        session.connection(execution_options={"postgresql_readonly": True})
+        g.db_read_only = session.get_transaction()
+        return True
+
+    def _remove_session(self, exc: BaseException | None) -> None:
         session = g.pop("db_session", None)
-        if session is not None:
+        read_only = g.pop("db_read_only", None)
+        if session is None:
+            return
+        # COMMIT only the transaction begun read-only, still current (a service may have
+        # committed it and begun another, writable one) and not ended by an error.
+        if exc is None and read_only is not None and session.get_transaction() is read_only:
+            try:
+                session.commit()
+            except SQLAlchemyError:
+                session.rollback()
+        else:
             session.rollback()
-            session.close()
+        session.close()
 
 
 db = Database()

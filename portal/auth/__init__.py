@@ -11,6 +11,7 @@ from flask import Blueprint, Flask, current_app, flash, redirect, render_templat
 from flask_babel import gettext as _
 from flask_login import login_user
 from markupsafe import Markup
+from sqlalchemy.orm import defer
 
 from portal.auth.forms import StaffLoginForm, TotpForm
 from portal.auth.guards import end_session
@@ -20,6 +21,7 @@ from portal.services import staff as staff_service
 
 bp = Blueprint("auth", __name__, url_prefix="/staff")
 PENDING_SECONDS = 300
+BORROWER_DEFERRED = (defer(Borrower.date_of_birth), defer(Borrower.national_id))
 
 
 def _signin_limit() -> str:
@@ -42,7 +44,10 @@ def init_login(app: Flask) -> None:
         raw_id, _, version = rest.partition(":")
         if model is None or not raw_id.isdigit():
             return None
-        user = db.session.get(model, int(raw_id))
+        # A borrower's sealed columns (date of birth, identity number) are read only by the pages
+        # that show or check them, not decrypted on every request.
+        options = BORROWER_DEFERRED if model is Borrower else ()
+        user = db.session.get(model, int(raw_id), options=options)
         if user is None or not user.is_active or str(user.session_version) != version:
             return None
         return user

@@ -52,6 +52,18 @@ def borrower_required(view: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def reads_only(view: F) -> F:
+    """The view changes nothing: its database transaction is read-only (``db.read_only``).
+    Put it above ``borrower_required``, which loads the user and so begins the transaction."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        db.read_only()
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _signin_limit() -> str:
     return str(current_app.config["BORROWER_SIGNIN_RATE_LIMIT"])
 
@@ -149,6 +161,7 @@ def signout_everywhere() -> Any:
 
 
 @bp.get("/home")
+@reads_only
 @borrower_required
 def home() -> Any:
     overview = borrower_portal.overview(db.session, current_user)

@@ -1,0 +1,121 @@
+"""Pooled connections: one the server closed is replaced before use (no ping per request), and a
+read-only request cannot write and keeps its prepared statements."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from flask import Flask
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.exc import DBAPIError
+
+from portal.db import _has_input
+from portal.extensions import db
+from portal.models import Borrower, Creditor
+from tests import factories
+from tests.conftest import sign_in
+
+
+def test_an_idle_socket_has_no_input_until_the_peer_writes_or_closes() -> None:
+    ours, theirs = socket.socketpair()
+    try:
+        assert not _has_input(ours.fileno())
+        theirs.sendall(b"E")  # what PostgreSQL sends before it closes: its FATAL message
+        assert _has_input(ours.fileno())
+        ours.recv(1)
+        assert not _has_input(ours.fileno())
+        theirs.close()
+        assert _has_input(ours.fileno())
+    finally:
+        ours.close()
+
+
+def _postgres_app(make_app, database_url: str) -> Flask:  # type: ignore[no-untyped-def]
+    if not database_url.startswith("postgresql"):
+        pytest.skip("needs PostgreSQL (ACCORD_TEST_DATABASE_URL)")
+    return make_app(DATABASE_URL=database_url)  # type: ignore[no-any-return]
+
+
+def _backend_pid(app: Flask) -> int:
+    with app.app_context():
+        return int(db.session.scalar(text("SELECT pg_backend_pid()")))
+
+
+def test_a_connection_the_server_closed_is_replaced_before_a_request_uses_it(
+    make_app, database_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    app = _postgres_app(make_app, database_url)
+    first = _backend_pid(app)  # back in the pool, idle
+    admin = create_engine(database_url)
+    try:
+        with admin.connect() as conn:
+            assert conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with admin.connect() as conn:
+                if not conn.scalar(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": first}
+                ):
+                    break
+            time.sleep(0.05)
+    finally:
+        admin.dispose()
+    # Without a check at checkout this would fail with "terminating connection due to administrator command".
+    assert _backend_pid(app) != first
+
+
+def test_a_read_only_request_cannot_write_and_leaves_the_connection_writable(
+    make_app, database_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    app = _postgres_app(make_app, database_url)
+    with app.test_request_context("/"):
+        assert db.read_only()
+        assert db.session.scalar(text("SHOW transaction_read_only")) == "on"
+        assert not db.read_only()  # begun already: nothing changes
+        with pytest.raises(DBAPIError, match="read-only transaction"):
+            db.session.execute(text("CREATE TEMP TABLE scratch (x int)"))
+    with app.test_request_context("/"):
+        assert db.session.scalar(text("SHOW transaction_read_only")) == "off"
+        assert db.session.connection().connection.dbapi_connection.read_only is None  # plain BEGIN
+
+
+def test_what_a_read_only_request_does_after_a_commit_is_still_rolled_back(
+    make_app, database_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Only the transaction begun read-only ends with COMMIT; one begun after it is rolled back."""
+    app = _postgres_app(make_app, database_url)
+    code = f"RO{time.monotonic_ns()}"
+    with app.test_request_context("/"):
+        assert db.read_only()
+        db.session.scalar(text("SELECT 1"))
+        db.session.commit()
+        db.session.add(Creditor(code=code, name="Never kept"))
+        db.session.flush()
+    with app.test_request_context("/"):
+        assert db.session.scalar(select(Creditor).where(Creditor.code == code)) is None
+
+
+def test_the_dashboard_runs_read_only(make_app, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    app = _postgres_app(make_app, database_url)
+    with app.app_context():
+        borrower = factories.borrower(db.session, language="en")
+        db.session.commit()
+    try:
+        client = app.test_client()
+        client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+        page = sign_in(client, borrower).get("/home")
+        assert page.status_code == 200
+        assert "You have no open accounts with us." in page.get_data(as_text=True)
+    finally:
+        with app.app_context():
+            db.session.delete(db.session.get(Borrower, borrower.id))
+            db.session.commit()
+
+
+def test_on_sqlite_a_read_only_request_is_an_ordinary_one(make_app, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(DATABASE_URL=f"sqlite:///{tmp_path / 'ro.db'}")
+    with app.test_request_context("/"):
+        assert not db.read_only()
+        assert db.session.scalar(text("SELECT 1")) == 1
