@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from functools import cached_property
 from itertools import pairwise
 from types import MappingProxyType
 
@@ -1018,6 +1019,12 @@ class Policy:
 
     def validate(self) -> list[str]:
         """A policy is usable only if the stages follow each other and every fee is known and capped."""
+        return list(self._problems)
+
+    @cached_property
+    def _problems(self) -> tuple[str, ...]:
+        """``validate``'s answer, worked out once: a policy is frozen, and the borrower's dashboard
+        asks for every account's timeline on every request."""
         # Each check assumes the ones before it passed, so stop at the first that finds problems.
         for check in (
             self._day_problems,
@@ -1030,8 +1037,8 @@ class Policy:
         ):
             problems = check()
             if problems:
-                return problems
-        return []
+                return tuple(problems)
+        return ()
 
     def _day_problems(self) -> list[str]:
         problems: list[str] = []

@@ -651,3 +651,13 @@ def test_a_payments_section_of_the_wrong_shape_refuses_the_policy() -> None:
         Policy.from_dict({"payments": ["fees"]})
     assert "payments must be a set of named settings" in str(raised.value)
     assert Policy(payments="none").validate() == ["payments must be a payments section."]  # type: ignore[arg-type]
+
+
+def test_validation_is_worked_out_once_per_policy_and_answers_a_list_of_its_own() -> None:
+    broken = replace(DEFAULT_POLICY, mid_from_dpd=DEFAULT_POLICY.late_from_dpd)
+    first = broken.validate()
+    assert first and broken.validate() == first
+    first.clear()  # the caller's list: the policy's answer does not change with it
+    assert broken.validate() != []
+    assert replace(broken, mid_from_dpd=DEFAULT_POLICY.mid_from_dpd).validate() == []
+    assert broken == replace(DEFAULT_POLICY, mid_from_dpd=DEFAULT_POLICY.late_from_dpd)  # eq ignores it
