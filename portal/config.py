@@ -124,6 +124,8 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         # Per IP address: asking for codes, and typing them (a code also dies after 5 wrong tries).
         "BORROWER_SIGNIN_RATE_LIMIT": _env("BORROWER_SIGNIN_RATE_LIMIT", "20 per hour"),
         "BORROWER_CODE_RATE_LIMIT": _env("BORROWER_CODE_RATE_LIMIT", "30 per hour"),
+        # Per borrower: downloads of "Your data" (each builds a ZIP of everything held).
+        "DATA_EXPORT_RATE_LIMIT": _env("DATA_EXPORT_RATE_LIMIT", "10 per hour"),
         "BABEL_DEFAULT_LOCALE": "zh_Hans_CN",
         "BABEL_DEFAULT_TIMEZONE": "UTC",
         "BABEL_TRANSLATION_DIRECTORIES": str(ROOT / "translations"),

@@ -2,7 +2,7 @@
 # Installs what Accord needs on a fresh Debian machine: Debian packages (as root, with apt-get),
 # a virtual environment with the Python dependencies, and the compiled translations.
 #   scripts/setup.sh run    what the portal needs
-#   scripts/setup.sh test   that, plus Chromium and the PDF tools for the tests
+#   scripts/setup.sh test   that, plus Chromium, the PDF tools and pg_dump (the dump test) for the tests
 #   scripts/setup.sh bench  that, plus wrk for the benchmarks
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,8 +12,8 @@ purpose="${1:-run}"
 packages=(fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0)
 case "$purpose" in
   run) ;;
-  test) packages+=(chromium poppler-utils) ;;
-  bench) packages+=(chromium poppler-utils wrk) ;;
+  test) packages+=(chromium poppler-utils postgresql-client) ;;
+  bench) packages+=(chromium poppler-utils postgresql-client wrk) ;;
   *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac
 

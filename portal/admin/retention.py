@@ -11,12 +11,10 @@ from flask import abort, current_app, redirect, render_template, url_for
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import select
 
 from portal.admin import admin_bp
 from portal.auth.guards import requires
 from portal.extensions import db
-from portal.models import RetentionRun
 from portal.services import policy as policy_service
 from portal.services import retention as service
 from portal.services.audit import Actor
@@ -39,7 +37,7 @@ COUNT_LABELS = {
 def retention() -> Any:
     session = db.session
     today = desk_today()
-    runs = session.scalars(select(RetentionRun).order_by(RetentionRun.id.desc()).limit(RUNS_SHOWN)).all()
+    runs = service.runs(session, RUNS_SHOWN)
     years = policy_service.current(session, today).retention.years
     return render_template(
         "admin/retention.html",

@@ -19,7 +19,7 @@ from portal.services.hardship import desk_today
 
 
 def _export_limit() -> str:
-    return str(current_app.config.get("DATA_EXPORT_RATE_LIMIT", "10 per hour"))
+    return str(current_app.config["DATA_EXPORT_RATE_LIMIT"])
 
 
 @bp.get("/my-data")
