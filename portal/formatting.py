@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from babel import Locale
 from babel.dates import DateTimePattern, get_date_format
-from babel.numbers import NumberPattern
+from babel.numbers import (
+    NumberPattern,
+    get_currency_precision,
+    get_currency_symbol,
+    get_decimal_symbol,
+    get_group_symbol,
+)
 from flask import Flask, g
 from flask_babel import format_datetime, get_locale, get_translations
 
@@ -27,20 +34,76 @@ def _currency_pattern(locale_name: str) -> tuple[Locale, NumberPattern]:
     return locale, locale.currency_formats["standard"]
 
 
+def _babel_state() -> tuple[Locale, str, Any]:
+    """The locale in force, its name and its catalogue, kept on ``g`` while that locale is in force.
+
+    Flask-Babel finds its context, the domain, the locale and the catalogue again on every call
+    (a dozen ``LocalProxy`` reads and a locale turned into a string each time); a page asks
+    dozens of times. The cache is checked against the locale Flask-Babel holds for the request:
+    inside ``force_locale`` (a message in the borrower's own language) that is another object,
+    so the name and the catalogue follow, and the page's come back after it.
+    """
+    in_force = getattr(g.get("_flask_babel"), "babel_locale", None)
+    state: tuple[Locale, str, Any] | None = g.get("_accord_babel")
+    if state is None or in_force is None or state[0] is not in_force:
+        locale = get_locale()
+        state = g._accord_babel = (locale, str(locale), get_translations())
+    return state
+
+
 def _locale_name() -> str:
-    # Kept per request, but checked against the locale in force: inside force_locale (a message
-    # in the borrower's own language) the name must follow, and the page's return after it.
-    locale = get_locale()
-    cached = g.get("_accord_locale")
-    if cached is None or cached[0] is not locale:
-        cached = g._accord_locale = (locale, str(locale))
-    return str(cached[1])
+    return _babel_state()[1]
 
 
 def money(amount: int, currency: str) -> str:
     """Minor units to a localised amount, exactly (a Decimal shift, never a float)."""
-    locale, pattern = _currency_pattern(_locale_name())
+    locale_name = _locale_name()
+    fast = _money_format(locale_name, currency)
+    if fast is not None:
+        return fast(amount)
+    locale, pattern = _currency_pattern(locale_name)
     return pattern.apply(Decimal(amount).scaleb(-minor_units(currency)), locale, currency=currency)
+
+
+@functools.lru_cache(maxsize=128)
+def _money_format(locale_name: str, currency: str) -> Callable[[int], str] | None:
+    """What ``NumberPattern.apply`` does for a plain "¤#,##0.00" pattern, in integer arithmetic.
+
+    Babel goes through ``Decimal`` quantisation, its grouping code and three symbol lookups for
+    every amount (25-40 µs; a dashboard prints dozens). For a pattern with groups of three, no
+    scaling, no quoted text and the currency's own number of decimals, the amount is the
+    locale's prefix, the grouped whole units, the decimal symbol, the minor units and the
+    suffix; anything else (``None``) goes to Babel. Tested equal to Babel for both languages.
+    """
+    locale, pattern = _currency_pattern(locale_name)
+    exponent = minor_units(currency)
+    affixes = (*pattern.prefix, *pattern.suffix)
+    if (
+        pattern.grouping != (3, 3)
+        or pattern.scale
+        or pattern.exp_prec
+        or "@" in pattern.pattern
+        or pattern.int_prec[0] != 1
+        or pattern.number_pattern == ""
+        or get_currency_precision(currency) != exponent
+        or any("'" in a or "¤¤" in a for a in affixes)
+    ):
+        return None
+    symbol = get_currency_symbol(currency, locale)
+    prefixes = tuple(p.replace("¤", symbol) for p in pattern.prefix)
+    suffixes = tuple(p.replace("¤", symbol) for p in pattern.suffix)
+    group, point = get_group_symbol(locale), get_decimal_symbol(locale)
+    unit = 10**exponent
+
+    def fmt(amount: int) -> str:
+        negative = amount < 0
+        whole, minor = divmod(-amount if negative else amount, unit)
+        number = f"{whole:,}".replace(",", group)
+        if exponent:
+            number = f"{number}{point}{minor:0{exponent}d}"
+        return f"{prefixes[negative]}{number}{suffixes[negative]}"
+
+    return fmt
 
 
 @functools.lru_cache(maxsize=64)
@@ -58,7 +121,7 @@ def date(value: dt.date | None, fmt: str = "medium") -> str:
 
 
 def _translations() -> Any:
-    return get_translations()  # flask-babel keeps them per request and per force_locale
+    return _babel_state()[2]
 
 
 def utc_and_local(moment: dt.datetime | None, zone: Any) -> str:

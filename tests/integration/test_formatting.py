@@ -9,10 +9,12 @@ import pytest
 from babel.dates import format_date
 from babel.numbers import format_currency
 from flask import Flask
+from flask_babel import force_locale, gettext
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portal.formatting import date, money
+from workflows.money import CURRENCY_EXPONENTS
 
 LOCALES = {"en": "en", "zh-CN": "zh_Hans_CN"}
 
@@ -21,13 +23,13 @@ LOCALES = {"en": "en", "zh-CN": "zh_Hans_CN"}
 @settings(max_examples=60, deadline=None)
 @given(
     amount=st.integers(min_value=-(10**12), max_value=10**12),
-    currency=st.sampled_from(["CNY", "USD", "JPY", "KWD"]),
+    currency=st.sampled_from(sorted(CURRENCY_EXPONENTS)),
     day=st.dates(min_value=dt.date(1990, 1, 1), max_value=dt.date(2100, 12, 31)),
 )
 def test_money_and_dates_match_babel(
     app: Flask, header: str, amount: int, currency: str, day: dt.date
 ) -> None:
-    exponent = {"JPY": 0, "KWD": 3}.get(currency, 2)
+    exponent = CURRENCY_EXPONENTS[currency]
     with app.test_request_context(headers={"Accept-Language": header}):
         locale = LOCALES[header]
         assert money(amount, currency) == format_currency(
@@ -35,3 +37,21 @@ def test_money_and_dates_match_babel(
         )
         for fmt in ("short", "medium", "long"):
             assert date(day, fmt) == format_date(day, fmt, locale=locale)
+
+
+def test_forced_locale_is_followed_and_the_page_comes_back(app: Flask) -> None:
+    """A message in the borrower's own language inside an English page (``force_locale``): the
+    amounts, dates and the templates' strings follow the forced locale, and the page's return
+    after it, although both are kept on the request."""
+    render = app.jinja_env.from_string("{{ _('Pay') }} {{ 123456|money('CNY') }} {{ day|date('long') }}")
+    day = dt.date(2026, 12, 1)
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        english = render.render(day=day)
+        assert english == "Pay CN¥1,234.56 December 1, 2026"
+        with force_locale("zh_Hans_CN"):
+            chinese = render.render(day=day)
+            assert chinese == f"{gettext('Pay')} ¥1,234.56 2026年12月1日"
+            assert chinese != english
+        assert render.render(day=day) == english
+        with force_locale("zh_Hans_CN"):
+            assert render.render(day=day) == chinese
