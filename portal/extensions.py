@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from flask import request, session
-from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_wtf import CSRFProtect
 
 from portal.db import db
+from portal.formatting import AccordBabel
 
 __all__ = ["babel", "csrf", "db", "limiter", "login_manager", "select_locale"]
 
@@ -32,4 +32,4 @@ def select_locale() -> str:
     return "en" if match == "en" else "zh_Hans_CN"
 
 
-babel = Babel()
+babel = AccordBabel()

@@ -22,7 +22,7 @@ from babel.numbers import (
     get_group_symbol,
 )
 from flask import Flask, g
-from flask_babel import format_datetime, get_locale, get_translations
+from flask_babel import Babel, Domain, format_datetime, get_domain, get_locale
 
 from workflows import access
 from workflows.money import minor_units
@@ -47,8 +47,30 @@ def _babel_state() -> tuple[Locale, str, Any]:
     state: tuple[Locale, str, Any] | None = g.get("_accord_babel")
     if state is None or in_force is None or state[0] is not in_force:
         locale = get_locale()
-        state = g._accord_babel = (locale, str(locale), get_translations())
+        # The catalogue as Flask-Babel's own domain finds it (not through RequestDomain's
+        # shortcut below, which comes back here).
+        catalogue = Domain.get_translations(get_domain())
+        state = g._accord_babel = (locale, str(locale), catalogue)
     return state
+
+
+class RequestDomain(Domain):
+    """Flask-Babel's message domain, finding the catalogue through the request's state above:
+    the ``gettext`` of Python code and the labels' lazy strings (``lazy_gettext``) go through the
+    domain for every string, ~25 µs each otherwise."""
+
+    def get_translations(self) -> Any:
+        if not g:  # outside an application context: Flask-Babel's own answer (no translations)
+            return super().get_translations()
+        return _babel_state()[2]
+
+
+class AccordBabel(Babel):
+    """Flask-Babel with ``RequestDomain`` as the application's message domain."""
+
+    @functools.cached_property
+    def domain_instance(self) -> Domain:
+        return RequestDomain(domain=self.domain)
 
 
 def _locale_name() -> str:

@@ -13,6 +13,7 @@ from flask_babel import force_locale, gettext
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from portal import labels
 from portal.formatting import date, money
 from workflows.money import CURRENCY_EXPONENTS
 
@@ -41,17 +42,22 @@ def test_money_and_dates_match_babel(
 
 def test_forced_locale_is_followed_and_the_page_comes_back(app: Flask) -> None:
     """A message in the borrower's own language inside an English page (``force_locale``): the
-    amounts, dates and the templates' strings follow the forced locale, and the page's return
-    after it, although both are kept on the request."""
-    render = app.jinja_env.from_string("{{ _('Pay') }} {{ 123456|money('CNY') }} {{ day|date('long') }}")
+    amounts, dates, the templates' strings and the labels' lazy strings follow the forced locale,
+    and the page's return after it, although both are kept on the request."""
+    render = app.jinja_env.from_string(
+        "{{ _('Pay') }} {{ 123456|money('CNY') }} {{ day|date('long') }} {{ product_label('loan') }}"
+    )
     day = dt.date(2026, 12, 1)
     with app.test_request_context(headers={"Accept-Language": "en"}):
         english = render.render(day=day)
-        assert english == "Pay CN¥1,234.56 December 1, 2026"
+        assert english == "Pay CN¥1,234.56 December 1, 2026 Loan"
+        assert str(labels.PRODUCTS["loan"]) == gettext("Loan") == "Loan"
         with force_locale("zh_Hans_CN"):
             chinese = render.render(day=day)
-            assert chinese == f"{gettext('Pay')} ¥1,234.56 2026年12月1日"
+            assert chinese == f"{gettext('Pay')} ¥1,234.56 2026年12月1日 {gettext('Loan')}"
             assert chinese != english
+            assert str(labels.PRODUCTS["loan"]) == gettext("Loan") != "Loan"
         assert render.render(day=day) == english
+        assert str(labels.PRODUCTS["loan"]) == "Loan"
         with force_locale("zh_Hans_CN"):
             assert render.render(day=day) == chinese
