@@ -13,6 +13,14 @@ happening in the meantime:
   contact details and address go, every case of theirs is cleared, their stored documents
   (signed agreements, dispute files) are deleted.
 
+Three operational records fall due by age alone, once older than the period: a **day's letters**
+(one PDF holding every borrower's letter and postal address; the contact history keeps what was
+sent to whom), an import's **refused rows** (their messages quote the refused cells, a phone or an
+e-mail among them; the import's counts stay), and the **payloads of Stripe events**, cut down to
+what identifies the money (``minimal_stripe_payload``): Stripe's copy of a payment names the card
+holder, an e-mail, a card's last digits; the payment, the ledger and the balance transactions keep
+what finance reconciles.
+
 The ledger, payments, refunds and the audit trail are never touched: they are financial records
 (the audit trail is append-only), and they hold ids, not personal data.
 
@@ -101,6 +109,52 @@ def add_years(day: date, years: int) -> date:
 def cutoff(today: date, policy: RetentionPolicy) -> date:
     """The last day something may have gone quiet on and be due ``today``."""
     return add_years(today, -policy.years)
+
+
+STRIPE_EVENT_KEYS = frozenset({"id", "object", "type", "created", "livemode", "api_version"})
+"""What a minimised Stripe event keeps at its top level."""
+STRIPE_OBJECT_KEYS = frozenset(
+    {
+        "id",
+        "object",
+        "created",
+        "amount",
+        "amount_received",
+        "amount_refunded",
+        "amount_capturable",
+        "currency",
+        "status",
+        "payment_intent",
+        "charge",
+        "balance_transaction",
+        "metadata",
+        "reason",
+        "refunded",
+        "captured",
+        "paid",
+    }
+)
+"""What a minimised event keeps of its object: ids, amounts, currency, status and Accord's own
+metadata (ids of ours); not the card holder's name, e-mail, address, phone or card details."""
+
+
+def minimal_stripe_payload(payload: Mapping[str, object]) -> dict[str, object]:
+    """A Stripe event without the personal data Stripe sent with it: the top-level keys of
+    ``STRIPE_EVENT_KEYS`` and, of ``data.object``, the keys of ``STRIPE_OBJECT_KEYS`` (metadata
+    only with text values). Minimising a minimised payload changes nothing."""
+    kept: dict[str, object] = {k: v for k, v in payload.items() if k in STRIPE_EVENT_KEYS}
+    data = payload.get("data")
+    if isinstance(data, Mapping):
+        obj = data.get("object")
+        if isinstance(obj, Mapping):
+            small = {k: v for k, v in obj.items() if k in STRIPE_OBJECT_KEYS}
+            metadata = small.get("metadata")
+            if isinstance(metadata, Mapping):
+                small["metadata"] = {str(k): v for k, v in metadata.items() if isinstance(v, str)}
+            elif "metadata" in small:
+                del small["metadata"]
+            kept["data"] = {"object": small}
+    return kept
 
 
 def _latest(days: Iterable[date | None]) -> date | None:

@@ -29,6 +29,9 @@ COUNT_LABELS = {
     "budget_lines_deleted": _l("Income and spending lines deleted"),
     "documents_deleted": _l("Documents deleted"),
     "texts_cleared": _l("Texts cleared"),
+    "letter_batches_deleted": _l("Letter batches deleted"),
+    "placement_rejections_deleted": _l("Refused import rows deleted"),
+    "stripe_payloads_minimised": _l("Stripe payloads minimised"),
 }
 
 

@@ -35,7 +35,8 @@ class RetentionRun(Base):
     actor_id: Mapped[int | None]
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     """Per kind: borrowers_anonymised, cases_cleared, evidence_files_deleted, budget_lines_deleted,
-    documents_deleted, texts_cleared."""
+    documents_deleted, texts_cleared, letter_batches_deleted, placement_rejections_deleted,
+    stripe_payloads_minimised."""
     finished_at: Mapped[dt.datetime | None]
 
 

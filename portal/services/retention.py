@@ -14,6 +14,11 @@ the facts of each candidate, lets ``workflows.retention`` decide, and then:
 - **clears a hardship case** closed for the period: its evidence files deleted from storage (rows
   marked removed), its budget lines deleted, its description emptied, its messages' and notes' text
   replaced.
+- **removes old operational records** (``_old_records``), by age alone: the PDFs of letter batches
+  sent before the cutoff, the refused rows of placement imports finished before it, and the personal
+  data in the payloads of Stripe events received before it (``workflows.retention.
+  minimal_stripe_payload``). Each run looks only at what became due since the last finished run
+  (what is already removed would be counted as nothing anyway).
 
 The ledger, credit entries, payments, refunds and the audit trail are never touched (financial
 records, and the audit trail is append-only); they hold ids and amounts, not personal data. Each
@@ -27,6 +32,7 @@ nothing but its own report row.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -56,6 +62,8 @@ from portal.models import (
     LegalReferral,
     OutboundMessage,
     Payment,
+    PlacementImport,
+    PlacementRejection,
     Plan,
     PromiseToPay,
     Refund,
@@ -63,6 +71,7 @@ from portal.models import (
     RetentionRun,
     SavedCard,
     SigninAttempt,
+    StripeEvent,
     SuspenseItem,
 )
 from portal.services import audit
@@ -79,6 +88,7 @@ from workflows.retention import (
     borrower_reason,
     case_reason,
     cutoff,
+    minimal_stripe_payload,
 )
 
 COUNT_KINDS = (
@@ -88,6 +98,9 @@ COUNT_KINDS = (
     "budget_lines_deleted",
     "documents_deleted",
     "texts_cleared",
+    "letter_batches_deleted",
+    "placement_rejections_deleted",
+    "stripe_payloads_minimised",
 )
 """What a run counts; ``RetentionRun.counts`` holds each, and ``held`` (borrowers kept, by reason)."""
 
@@ -576,6 +589,8 @@ def run(
         if not dry_run:
             session.commit()
 
+    _old_records(session, _end_of(last_day), _since(session, row), work)
+
     row.counts = {**report.counts, "held": dict(report.held)}
     row.finished_at = utcnow()
     audit.record(
@@ -588,6 +603,101 @@ def run(
     )
     session.commit()
     return report
+
+
+LETTER_NOTE = re.compile(r"^letter batch (\S+), letter \d+$")
+"""How a letter's contact attempt names its batch (``collection_messages._send_letters``)."""
+
+
+def _since(session: Session, run: RetentionRun) -> dt.datetime | None:
+    """Where the last finished (not dry) run's cutoff was: what is older was removed then."""
+    last = session.scalars(
+        select(RetentionRun)
+        .where(
+            RetentionRun.id != run.id, RetentionRun.finished_at.is_not(None), RetentionRun.dry_run.is_(False)
+        )
+        .order_by(RetentionRun.id.desc())
+        .limit(1)
+    ).first()
+    if last is None:
+        return None
+    return _end_of(cutoff(last.as_of, RetentionPolicy(years=last.years)))
+
+
+def _old_records(session: Session, before: dt.datetime, since: dt.datetime | None, work: _Work) -> None:
+    """Letter batches, refused placement rows and Stripe payloads older than ``before`` (and not
+    older than ``since``, removed by an earlier run); each kind committed with its audit events."""
+    run, counts, actor = work.run, work.counts, work.actor
+
+    def window(column: Any) -> ColumnElement[bool]:
+        return and_(column < before, column >= since) if since is not None else column < before
+
+    notes = session.scalars(
+        select(ContactAttempt.notes)
+        .where(ContactAttempt.channel == "letter", window(ContactAttempt.at))
+        .distinct()
+    )
+    keys = sorted({m.group(1) for note in notes if note and (m := LETTER_NOTE.match(note))})
+    for key in keys:
+        if not work.documents.exists(key):
+            continue
+        counts["letter_batches_deleted"] += 1
+        if run.dry_run:
+            continue
+        work.documents.delete(key)
+        audit.record(
+            session, actor, "letter_batch.deleted", "document", key.partition(".")[0], after={"run": run.id}
+        )
+    if not run.dry_run:
+        session.commit()
+
+    refused = session.execute(
+        select(PlacementImport.id, func.count(PlacementRejection.id))
+        .join(PlacementRejection, PlacementRejection.import_id == PlacementImport.id)
+        .where(window(PlacementImport.finished_at))
+        .group_by(PlacementImport.id)
+        .order_by(PlacementImport.id)
+    ).all()
+    for import_id, rows in refused:
+        counts["placement_rejections_deleted"] += rows
+        if run.dry_run:
+            continue
+        session.execute(delete(PlacementRejection).where(PlacementRejection.import_id == import_id))
+        audit.record(
+            session,
+            actor,
+            "placement_import.rejections_deleted",
+            "placement_import",
+            import_id,
+            after={"run": run.id, "rejections_deleted": rows},
+        )
+        session.commit()
+
+    last_id = ""
+    while True:  # in batches: years of events
+        events = list(
+            session.scalars(
+                select(StripeEvent)
+                .where(window(StripeEvent.received_at), StripeEvent.id > last_id)
+                .order_by(StripeEvent.id)
+                .limit(500)
+            )
+        )
+        if not events:
+            break
+        last_id = events[-1].id
+        for event in events:
+            smaller = minimal_stripe_payload(event.payload)
+            if smaller == event.payload:
+                continue
+            counts["stripe_payloads_minimised"] += 1
+            if not run.dry_run:
+                event.payload = smaller
+                audit.record(
+                    session, actor, "stripe_event.minimised", "stripe_event", event.id, after={"run": run.id}
+                )
+        if not run.dry_run:
+            session.commit()
 
 
 def runs(session: Session, limit: int = 50) -> list[RetentionRun]:

@@ -20,11 +20,15 @@ from portal.models import (
     BudgetLine,
     CaseMessage,
     CaseNote,
+    ContactAttempt,
     DebtDispute,
     EvidenceFile,
     HardshipCase,
     LedgerEntry,
+    PlacementImport,
+    PlacementRejection,
     RetentionRun,
+    StripeEvent,
 )
 from portal.services import agreements, retention
 from portal.services import borrower_signin as signin_service
@@ -107,6 +111,9 @@ def test_a_borrower_past_the_period_is_anonymised_and_their_files_deleted(
         "budget_lines_deleted": 1,
         "documents_deleted": 1,
         "texts_cleared": 2,
+        "letter_batches_deleted": 0,
+        "placement_rejections_deleted": 0,
+        "stripe_payloads_minimised": 0,
     }
     session.expire_all()
     borrower = session.get(Borrower, world["borrower"].id)
@@ -249,3 +256,158 @@ def test_the_command_prints_the_report(session: Session, app: Flask) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "dry run" in result.output and "borrowers anonymised: 1" in result.output
+
+
+def _old_and_recent_records(session: Session, app: Flask) -> dict:  # type: ignore[type-arg]
+    """For each kind of operational record, one past the period and one inside it: a day's letters
+    (a stored PDF named by its letters' contact attempts), a placement import's refused rows, and a
+    Stripe event whose payload names the card holder."""
+    store = document_storage_from_config(app.config)
+    account = factories.account(session)
+    world: dict = {"account": account}  # type: ignore[type-arg]
+    for age, moment in (("old", LONG_AGO), ("recent", RECENTLY)):
+        key = store.put_content(f"%PDF letters {age}".encode(), suffix="pdf")
+        for number in (1, 2):
+            session.add(
+                ContactAttempt(
+                    account_id=account.id,
+                    borrower_id=account.borrower_id,
+                    channel="letter",
+                    address="1 Mill Lane, Leeds",
+                    at=moment,
+                    outcome="sent",
+                    notes=f"letter batch {key}, letter {number}",
+                )
+            )
+        placement = PlacementImport(
+            creditor_id=account.creditor_id,
+            source="cli",
+            filename=f"{age}.csv",
+            sha256="0" * 64,
+            status="applied",
+            actor_type="system",
+            started_at=moment,
+            finished_at=moment,
+        )
+        session.add(placement)
+        session.flush()
+        for line in (2, 3):
+            session.add(
+                PlacementRejection(
+                    import_id=placement.id,
+                    line=line,
+                    column="email",
+                    code="email_invalid",
+                    message="jeff.klein@@example is not an e-mail address.",
+                )
+            )
+        event = StripeEvent(
+            id=f"evt_{age}",
+            type="payment_intent.succeeded",
+            object_id=f"pi_{age}",
+            stripe_created=moment,
+            received_at=moment,
+            source="webhook",
+            outcome="applied",
+            payload={
+                "id": f"evt_{age}",
+                "object": "event",
+                "type": "payment_intent.succeeded",
+                "data": {
+                    "object": {
+                        "id": f"pi_{age}",
+                        "object": "payment_intent",
+                        "amount": 12_345,
+                        "currency": "cny",
+                        "status": "succeeded",
+                        "metadata": {"account_id": str(account.id)},
+                        "receipt_email": "jeff.klein@example.com",
+                        "charges": {"data": [{"billing_details": {"name": "Jeff Klein"}}]},
+                    }
+                },
+            },
+        )
+        session.add(event)
+        world[age] = {"letters": key, "import": placement.id, "event": event.id}
+    session.commit()
+    return world
+
+
+def _records(session: Session, app: Flask, world: dict) -> dict:  # type: ignore[type-arg]
+    session.expire_all()
+    store = document_storage_from_config(app.config)
+    found = {}
+    for age in ("old", "recent"):
+        refs = world[age]
+        event = session.get(StripeEvent, refs["event"])
+        assert event is not None
+        found[age] = (
+            store.exists(refs["letters"]),
+            session.scalar(select(func.count()).where(PlacementRejection.import_id == refs["import"])),
+            json.dumps(event.payload, sort_keys=True),
+        )
+    return found
+
+
+def test_old_letters_refused_rows_and_stripe_payloads_go_and_recent_ones_stay(
+    session: Session, app: Flask
+) -> None:
+    world = _old_and_recent_records(session, app)
+    before = _records(session, app, world)
+    assert "jeff.klein@example.com" in before["old"][2]
+
+    dry = _run(session, app, dry_run=True)
+    expected = {
+        "letter_batches_deleted": 1,
+        "placement_rejections_deleted": 2,
+        "stripe_payloads_minimised": 1,
+    }
+    assert {k: dry.counts[k] for k in expected} == expected
+    assert _records(session, app, world) == before  # a dry run changes nothing
+
+    first = session.scalar(select(func.max(AuditEvent.id))) or 0
+    report = _run(session, app)
+    assert {k: report.counts[k] for k in expected} == expected
+    after = _records(session, app, world)
+    assert after["recent"] == before["recent"]
+    letters_kept, rejections_left, payload = after["old"]
+    assert not letters_kept and rejections_left == 0
+    assert json.loads(payload) == {
+        "id": "evt_old",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "data": {
+            "object": {
+                "id": "pi_old",
+                "object": "payment_intent",
+                "amount": 12_345,
+                "currency": "cny",
+                "status": "succeeded",
+                "metadata": {"account_id": str(world["account"].id)},
+            }
+        },
+    }
+    # The import's own row stays, with its counts; the contact history still names the batch.
+    assert session.get(PlacementImport, world["old"]["import"]) is not None
+    events = session.scalars(select(AuditEvent).where(AuditEvent.id > first).order_by(AuditEvent.id)).all()
+    actions = {(e.action, e.object_type, e.object_id) for e in events}
+    assert ("letter_batch.deleted", "document", world["old"]["letters"].partition(".")[0]) in actions
+    assert ("placement_import.rejections_deleted", "placement_import", str(world["old"]["import"])) in actions
+    assert ("stripe_event.minimised", "stripe_event", "evt_old") in actions
+    text = json.dumps([[e.before, e.after] for e in events], ensure_ascii=False)
+    assert "Jeff Klein" not in text and "jeff.klein" not in text
+
+    # A second run finds nothing more; the recent records fall due in their turn, years later.
+    again = _run(session, app)
+    assert {k: again.counts[k] for k in expected} == dict.fromkeys(expected, 0)
+    with app.test_request_context():
+        later = retention.run(
+            session,
+            today=dt.date(2045, 6, 1),
+            dry_run=False,
+            actor=SYSTEM,
+            evidence=storage_from_config(app.config),
+            documents=document_storage_from_config(app.config),
+        )
+    assert {k: later.counts[k] for k in expected} == expected
+    assert _records(session, app, world)["recent"][:2] == (False, 0)

@@ -13,6 +13,8 @@ from workflows.errors import DomainError
 from workflows.negotiation import CLOSED_STATES, OPEN_STATES, CaseState
 from workflows.policy import DEFAULT_POLICY, Policy
 from workflows.retention import (
+    STRIPE_EVENT_KEYS,
+    STRIPE_OBJECT_KEYS,
     AccountFacts,
     CaseFacts,
     Reason,
@@ -22,6 +24,7 @@ from workflows.retention import (
     borrower_reason,
     case_reason,
     cutoff,
+    minimal_stripe_payload,
 )
 
 POLICY = RetentionPolicy(years=6)
@@ -173,3 +176,44 @@ def test_the_retention_section_round_trips_and_refuses_bad_values() -> None:
         with pytest.raises(DomainError) as raised:
             Policy.from_dict(data)
         assert raised.value.code == "policy_invalid"
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_KEY = st.sampled_from(
+    sorted(STRIPE_EVENT_KEYS | STRIPE_OBJECT_KEYS | {"data", "receipt_email", "billing_details"})
+)
+
+
+@given(
+    top=st.dictionaries(_KEY, _JSON, max_size=6),
+    obj=st.dictionaries(_KEY | st.text(max_size=8), _JSON, max_size=8),
+    metadata=st.dictionaries(st.text(max_size=8), _JSON, max_size=4) | _JSON,
+)
+def test_a_minimised_stripe_payload_keeps_only_what_identifies_the_money(
+    top: dict, obj: dict, metadata: object
+) -> None:  # type: ignore[type-arg]
+    payload = {**top, "data": {"object": {**obj, "metadata": metadata}}}
+    small = minimal_stripe_payload(payload)
+    assert minimal_stripe_payload(small) == small  # a second pass changes nothing
+    assert set(small) <= STRIPE_EVENT_KEYS | {"data"}
+    kept = small["data"]["object"]  # type: ignore[index]
+    assert set(kept) <= STRIPE_OBJECT_KEYS
+    for key in STRIPE_OBJECT_KEYS - {"metadata"}:
+        if key in obj:
+            assert kept[key] == obj[key]
+    if isinstance(metadata, dict):
+        assert kept["metadata"] == {k: v for k, v in metadata.items() if isinstance(v, str)}
+    else:
+        assert "metadata" not in kept
+
+
+def test_a_payload_without_an_object_keeps_its_envelope_only() -> None:
+    assert minimal_stripe_payload({"id": "evt_1", "type": "x", "receipt_email": "a@b.c"}) == {
+        "id": "evt_1",
+        "type": "x",
+    }
+    assert minimal_stripe_payload({"id": "evt_1", "data": "odd"}) == {"id": "evt_1"}
