@@ -30,7 +30,8 @@ done. ``workflows.collections.reference_day`` is the same run in plain Python; t
 
 Speed (``bench/collections.py``, bench/README.md): ``dpd``, new on every overdue account every
 day, is in no index (one index fewer to write per row, and a heap-only update possible where the
-page has room); the late fees and the actions find "dpd = d" through ``(stage,
+page has room: on PostgreSQL ``account`` is filled to half, migration e5f2a8b1c4d6, so every page
+has room each day); the late fees and the actions find "dpd = d" through ``(stage,
 oldest_unpaid_due_on)`` as "oldest unpaid due date = day - d", and the accrual's idempotency
 check reads only the day's entries, through ``ledger_entry.effective_on``.
 """
