@@ -81,7 +81,7 @@ def money(amount: int, currency: str) -> str:
     """Minor units to a localised amount, exactly (a Decimal shift, never a float)."""
     locale_name = _locale_name()
     fast = _money_format(locale_name, currency)
-    if fast is not None:
+    if fast is not None and type(amount) is int:  # minor units; anything else as Babel formats it
         return fast(amount)
     locale, pattern = _currency_pattern(locale_name)
     return pattern.apply(Decimal(amount).scaleb(-minor_units(currency)), locale, currency=currency)
