@@ -61,3 +61,10 @@ def test_forced_locale_is_followed_and_the_page_comes_back(app: Flask) -> None:
         assert str(labels.PRODUCTS["loan"]) == "Loan"
         with force_locale("zh_Hans_CN"):
             assert render.render(day=day) == chinese
+
+
+def test_a_sum_from_postgresql_is_formatted_too(app: Flask) -> None:
+    """PostgreSQL's SUM of an integer column is a numeric (a Decimal in Python): still minor units,
+    formatted as Babel formats them (the integer fast path is for ints only)."""
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        assert money(Decimal(-123456), "CNY") == money(-123456, "CNY") == "-CN¥1,234.56"
