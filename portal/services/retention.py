@@ -644,12 +644,13 @@ def _old_records(session: Session, before: dt.datetime, since: dt.datetime | Non
         counts["letter_batches_deleted"] += 1
         if run.dry_run:
             continue
-        work.documents.delete(key)
+        # The event is committed before the file goes: a deletion is never unrecorded (if the
+        # delete fails, the next run finds the file and deletes and records it again).
         audit.record(
             session, actor, "letter_batch.deleted", "document", key.partition(".")[0], after={"run": run.id}
         )
-    if not run.dry_run:
         session.commit()
+        work.documents.delete(key)
 
     refused = session.execute(
         select(PlacementImport.id, func.count(PlacementRejection.id))
