@@ -10,6 +10,9 @@ scripts/setup.sh test
 
 py=.venv/bin/python
 step() { printf '\n==> %s\n' "$*"; }
+# One pytest worker per CPU (pytest-xdist), each test file on one worker (its module fixtures,
+# its scratch databases); on PostgreSQL each worker has a database of its own (tests/conftest.py).
+parallel=(-n "${ACCORD_TEST_WORKERS:-auto}" --dist loadfile)
 
 step "ruff"
 .venv/bin/ruff check .
@@ -20,7 +23,7 @@ step "bandit (security lint; exceptions: [tool.bandit] in pyproject.toml and nos
 .venv/bin/bandit -q -r portal workflows -c pyproject.toml
 
 step "unit tests and integration tests on SQLite"
-env -u ACCORD_TEST_DATABASE_URL "$py" -m pytest tests/unit tests/integration -q
+env -u ACCORD_TEST_DATABASE_URL "$py" -m pytest tests/unit tests/integration -q "${parallel[@]}"
 
 pg_url="${ACCORD_TEST_DATABASE_URL:-}"
 if [ -z "$pg_url" ] && command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then
@@ -28,7 +31,7 @@ if [ -z "$pg_url" ] && command -v pg_isready >/dev/null && pg_isready -q -h 127.
 fi
 if [ -n "$pg_url" ]; then
   step "integration tests on PostgreSQL"
-  ACCORD_TEST_DATABASE_URL="$pg_url" "$py" -m pytest tests/integration -q
+  ACCORD_TEST_DATABASE_URL="$pg_url" "$py" -m pytest tests/integration -q "${parallel[@]}"
 else
   echo "!! PostgreSQL not reachable at 127.0.0.1:5432 and ACCORD_TEST_DATABASE_URL unset: PostgreSQL pass NOT run"
 fi

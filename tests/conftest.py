@@ -50,6 +50,12 @@ huey.immediate = True
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("ACCORD_TEST_DATABASE_URL")
     if url:
+        # Under pytest-xdist each worker empties and migrates a database of its own
+        # (accord_test_gw0, accord_test_gw1, …); they share the server and its roles.
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        if worker:
+            target = make_url(url)
+            url = target.set(database=f"{target.database}_{worker}").render_as_string(hide_password=False)
         _prepare_postgres(url)
         # The migrations create the application's role, allowed to read and add history but not
         # to rewrite it (tests/integration/test_history_immutable.py connects as it).

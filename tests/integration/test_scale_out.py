@@ -157,8 +157,7 @@ def cluster(
         stack.callback(queue.close)
         # The database: migrated by its owner, which grants the application's role (set by
         # tests/conftest.py) what it may do; the hosts connect as that role.
-        worker_id = os.environ.get("PYTEST_XDIST_WORKER", "")
-        own = url.set(database=f"{url.database}_scaleout{worker_id}").render_as_string(hide_password=False)
+        own = url.set(database=f"{url.database}_scaleout").render_as_string(hide_password=False)
         _prepare_postgres(own)
         stack.callback(_drop_database, own)
         command.upgrade(alembic_config(own), "head")
