@@ -51,6 +51,7 @@ import logging
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -664,12 +665,6 @@ class _Placer:
         self.postgresql = postgresql = session.get_bind().dialect.name == "postgresql"
         # Row locks (PostgreSQL) on what is to be written; a dry run writes nothing and takes none.
         self.lock = lock and postgresql
-        if postgresql:
-            # psycopg prepares a statement run five times; PostgreSQL may then plan the lookups by
-            # 2,000 references once for any values, by a scan comparing every row with each of
-            # them (0.5 s a chunk instead of 20 ms). Plan each with its values, in this
-            # transaction only.
-            session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         self.counts = _Counts()
         # Borrowers this import has met (created, changed or found), by reference: a later row
         # of the same borrower (the same details: _FileChecks) has nothing more to do. The id is
@@ -744,8 +739,27 @@ class _Placer:
 
     # Planning
 
+    @contextmanager
+    def _custom_plans(self) -> Iterator[None]:
+        """psycopg prepares a statement run five times; PostgreSQL may then plan the lookups by
+        2,000 references once for any values, by a scan comparing every row with each of them
+        (0.5 s a chunk instead of 20 ms). Within this block each lookup is planned with its
+        values. Only within it: the foreign-key checks of the rows written afterwards are
+        prepared statements too, and planning each of them afresh doubled the server's work."""
+        if not self.postgresql:
+            yield
+            return
+        previous = self.session.scalar(text("SELECT current_setting('plan_cache_mode')"))
+        self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        yield
+        self.session.execute(text("SELECT set_config('plan_cache_mode', :mode, true)"), {"mode": previous})
+
     def plan(self, rows: Sequence[tuple[int, PlacementRow]]) -> _ChunkPlan:
         """Judge a chunk of valid rows against the database (reads only)."""
+        with self._custom_plans():
+            return self._plan(rows)
+
+    def _plan(self, rows: Sequence[tuple[int, PlacementRow]]) -> _ChunkPlan:
         plan = _ChunkPlan()
         existing = self._existing_accounts([row.account_reference for _, row in rows])
         ledger = self._ledger_as_of(

@@ -205,6 +205,38 @@ def test_the_import_tells_its_progress_in_rows(session: Session, creditor: Credi
     assert totals == [5] and sum(judged) == 5
 
 
+def test_only_the_lookups_are_planned_afresh_the_writes_keep_their_prepared_plans(
+    session: Session, creditor: Creditor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: the lookups by a chunk's references are planned with their values (a generic
+    plan reads every account of the lender), but the rows written after them are checked by the
+    foreign keys' prepared statements, which planned afresh for every row doubled the server's
+    work. The setting is back to what it was once the lookups are done."""
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("plan_cache_mode is PostgreSQL's")
+    server_default = session.scalar(text("SELECT current_setting('plan_cache_mode')"))
+    modes: dict[str, set[str]] = {"lookups": set(), "writes": set()}
+
+    def mode() -> str:
+        return str(session.connection().scalar(text("SELECT current_setting('plan_cache_mode')")))
+
+    lookup, insert_rows = placements._Placer._existing_accounts, placements._insert_rows
+
+    def looking_up(self: Any, references: Any) -> Any:
+        modes["lookups"].add(mode())
+        return lookup(self, references)
+
+    def writing(session_: Session, table: Table, rows: Any, **options: Any) -> Any:
+        modes["writes"].add(mode())
+        return insert_rows(session_, table, rows, **options)
+
+    monkeypatch.setattr(placements._Placer, "_existing_accounts", looking_up)
+    monkeypatch.setattr(placements, "_insert_rows", writing)
+
+    assert _import(session, creditor, DATA / "good.csv").status == "applied"
+    assert modes == {"lookups": {"force_custom_plan"}, "writes": {server_default}}
+
+
 def test_an_account_changed_by_the_placement_cannot_be_overwritten_by_a_stale_copy(
     session: Session, creditor: Creditor
 ) -> None:
