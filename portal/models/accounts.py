@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, String, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db import Base, utcnow
@@ -94,6 +94,10 @@ class Account(Base):
     @property
     def total_balance(self) -> int:
         return self.principal_balance + self.interest_balance + self.fees_balance
+
+
+# Borrowers sign in with an account reference typed in any case (services/borrower_signin.py).
+Index("ix_account_reference_upper", func.upper(Account.external_reference))
 
 
 class LedgerEntry(Base):

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select, union
 from sqlalchemy.orm import Session
 
-from portal.db import utcnow
+from portal.db import among, utcnow
 from portal.integrations.notify import Message
 from portal.models import Account, Borrower, SigninAttempt, SigninCode
 from portal.services import audit
@@ -26,6 +26,7 @@ from workflows import signin as rules
 from workflows.errors import DomainError
 
 MAX_IDENTIFIER = 64
+E164_MAX_DIGITS = 15
 
 
 @dataclass(frozen=True)
@@ -39,21 +40,37 @@ MAX_CANDIDATES = 20
 household): more are not compared, so a crafted identifier cannot make step 1 slow."""
 
 
+def registered_phones(digits: str) -> list[str]:
+    """The phones on file (E.164) that a phone number typed whole can be: itself, and, typed
+    without its leading ``+``, also as a national number after any country code (1 to 3 digits,
+    the first not 0) that keeps it within E.164's 15 digits. Looked up by equality, on the phone's
+    index."""
+    national = digits.lstrip("+")
+    phones = ["+" + national]
+    if not digits.startswith("+"):
+        room = E164_MAX_DIGITS - len(national)
+        phones += [f"+{code}{national}" for code in range(1, 10 ** min(3, room))]
+    return phones
+
+
 def _find_borrower(session: Session, identifier: str, born_on: dt.date) -> Borrower | None:
     identifier = identifier.strip()
     digits = re.sub(r"[\s\-()]", "", identifier)
-    conditions = [func.upper(Account.external_reference) == identifier.upper()]
+    dialect = session.get_bind().dialect.name
+    # Each way in uses an index: the reference typed in any case (ix_account_reference_upper),
+    # a registered phone (ix_borrower_phone). A borrower with no account identifies nobody.
+    owners = [select(Account.borrower_id).where(func.upper(Account.external_reference) == identifier.upper())]
     if re.fullmatch(r"\+?\d{10,15}", digits):
         # A registered phone, typed whole: in E.164, or the national number without the country
         # code (at least 10 digits, so a fragment of someone's number identifies nobody).
-        conditions.append(Borrower.phone == "+" + digits.lstrip("+"))
-        if not digits.startswith("+"):
-            conditions.append(Borrower.phone.like("+%" + digits))
+        owners.append(
+            select(Account.borrower_id)
+            .join(Borrower, Borrower.id == Account.borrower_id)
+            .where(among(Borrower.phone, registered_phones(digits), dialect=dialect))
+        )
     stmt = (
         select(Borrower)
-        .join(Account, Account.borrower_id == Borrower.id)
-        .where(or_(*conditions), Borrower.date_of_birth.is_not(None))
-        .distinct()
+        .where(Borrower.id.in_(union(*owners)), Borrower.date_of_birth.is_not(None))
         .order_by(Borrower.id)
         .limit(MAX_CANDIDATES)
     )

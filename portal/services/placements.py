@@ -60,13 +60,12 @@ from typing import Any, Protocol, cast
 # refused with a ValueError.
 from defusedxml.ElementTree import ParseError
 from flask import g, has_request_context, request
-from sqlalchemy import JSON, ColumnElement, Table, any_, bindparam, func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import JSON, ColumnElement, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
-from portal.db import utcnow
+from portal.db import among, utcnow
 from portal.models import (
     Account,
     AuditEvent,
@@ -676,12 +675,7 @@ class _Placer:
     # Reading what exists
 
     def _among(self, column: Any, values: Sequence[object]) -> ColumnElement[bool]:
-        """``column IN values``; on PostgreSQL ``= ANY(:array)``, one parameter instead of 2,000
-        (psycopg reparses the text of a statement with thousands of parameters every time)."""
-        if self.postgresql:
-            array = bindparam(None, list(values), type_=ARRAY(column.type))
-            return cast(ColumnElement[bool], column == any_(array))
-        return cast(ColumnElement[bool], column.in_(values))
+        return among(column, values, dialect=self.session.get_bind().dialect.name)
 
     def _existing_borrowers(self, references: Iterable[str]) -> dict[str, dict[str, Any]]:
         wanted = sorted(set(references) - self.borrowers.keys())

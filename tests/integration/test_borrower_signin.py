@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from portal.models import AuditEvent, Borrower, OutboundMessage, SigninAttempt, SigninCode
+from portal.services.borrower_signin import registered_phones
 from tests import factories
 from tests.conftest import sign_in
 
@@ -67,6 +68,40 @@ def test_the_registered_phone_identifies_too(client: FlaskClient, session: Sessi
         other = client.application.test_client()
         _identify(other, typed)
     assert len(_codes_sent_to(session, phone)) == 3
+
+
+@pytest.mark.parametrize(
+    ("phone", "typed"),
+    [
+        ("+12125550123", "2125550123"),  # a one-digit country code
+        ("+85291234567", "85291234567"),  # the whole number without its +
+        ("+8801712345678", "1712345678"),  # a three-digit country code
+        ("+8801712345678", "(880) 1712-345-678"),
+    ],
+)
+def test_a_national_number_identifies_after_any_country_code(  # type: ignore[no-untyped-def]
+    client: FlaskClient, session: Session, phone: str, typed: str
+) -> None:
+    owner = factories.borrower(session, phone=phone)
+    factories.account(session, owner=owner)
+    _identify(client, typed)
+    assert len(_codes_sent_to(session, phone)) == 1
+
+
+def test_a_phone_on_file_without_an_account_identifies_nobody(client: FlaskClient, session: Session) -> None:
+    factories.borrower(session, phone="+8613900001111")
+    _identify(client, "13900001111")
+    assert _codes_sent_to(session, "+8613900001111") == []
+
+
+def test_the_phones_a_typed_number_can_be_are_exactly_its_country_code_readings() -> None:
+    assert registered_phones("+8613800001234") == ["+8613800001234"]
+    eleven = registered_phones("13800001234")  # 11 digits: room for a code of up to 3 digits
+    assert eleven[0] == "+13800001234" and len(eleven) == 1 + 999
+    assert {"+113800001234", "+8613800001234", "+99913800001234"} <= set(eleven)
+    assert len(registered_phones("1380000123412")) == 1 + 99  # 13 digits: codes of 1 or 2
+    assert registered_phones("138000012341234") == ["+138000012341234"]  # 15: no room at all
+    assert all(len(phone) <= 16 for phone in eleven)
 
 
 def test_step_one_answers_the_same_whether_or_not_the_details_match(
