@@ -421,7 +421,7 @@ class Sessions:
     def close(self) -> None:
         from portal.extensions import db
 
-        db.bound(self.app).engine.dispose()
+        db.bound(self.app).dispose()
 
 
 def write_borrower_cookies(sessions: Sessions, borrowers: list[Borrower], path: Path) -> list[str]:
@@ -875,6 +875,9 @@ def prepare_targets(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: run `scripts/setup.sh bench` (as root it installs the Debian package)")
+        return 2
     import pyotp
 
     from portal.services.staff import hash_password

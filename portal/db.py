@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app, g, has_app_context
-from psycopg.pq import TransactionStatus
 from sqlalchemy import ColumnElement, DateTime, Engine, MetaData, any_, bindparam, create_engine, event
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -94,18 +93,6 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     engine = create_engine(url, **kwargs)
     _drop_hung_up_connections(engine)
-
-    @event.listens_for(engine, "checkin")
-    def _on_checkin(dbapi_connection: Any, _record: Any) -> None:
-        # After a read-only request (Database.read_only) SQLAlchemy sets the connection back to
-        # READ WRITE; back to the server's default instead, so other requests BEGIN as before.
-        if (
-            dbapi_connection is not None
-            and getattr(dbapi_connection, "read_only", None) is False
-            and dbapi_connection.info.transaction_status == TransactionStatus.IDLE
-        ):
-            dbapi_connection.read_only = None
-
     return engine
 
 
@@ -165,6 +152,39 @@ class _Bound:
 
     engine: Engine
     session_factory: sessionmaker[Session]
+    _reader: sessionmaker[Session] | None = None
+
+    def reader(self) -> sessionmaker[Session] | None:
+        """Sessions for requests that only read, on PostgreSQL: an engine of their own, made
+        on first use, whose connections run in autocommit and which the server holds read-only
+        (``default_transaction_read_only``: it refuses any write, loudly).
+
+        Why: such a request needs no transaction of its own. In autocommit there is no
+        ``BEGIN`` and no ``COMMIT``, two round trips of the four the dashboard made; and no
+        ``ROLLBACK``, at which psycopg forgets a connection's prepared statements, so a statement
+        run five times on a connection is prepared and no longer planned. Each statement sees
+        its own snapshot, which a page that reads the borrower and then their accounts does not
+        mind. None on SQLite, or where sessions are bound to a connection (the tests'
+        transaction): those requests run as any other."""
+        if self._reader is None:
+            if (
+                not isinstance(self.session_factory.kw.get("bind"), Engine)
+                or self.engine.dialect.name != "postgresql"
+            ):
+                return None
+            engine = make_engine(
+                self.engine.url.render_as_string(hide_password=False),
+                isolation_level="AUTOCOMMIT",
+                connect_args={"options": "-c default_transaction_read_only=on"},
+            )
+            self._reader = sessionmaker(bind=engine, expire_on_commit=False)
+        return self._reader
+
+    def dispose(self) -> None:
+        """Close the pooled connections of both engines."""
+        self.engine.dispose()
+        if self._reader is not None:
+            self._reader.kw["bind"].dispose()
 
 
 class Database:
@@ -209,40 +229,23 @@ class Database:
 
     def read_only(self) -> bool:
         """Declare, before this request touches the database, that it only reads: on PostgreSQL
-        its transaction begins ``READ ONLY`` (the server refuses any write in it, loudly) and ends
-        with ``COMMIT``, which for such a transaction undoes nothing a ``ROLLBACK`` would.
+        its session is one of ``_Bound.reader``'s (autocommit, the server refusing writes).
 
-        Why: psycopg forgets every prepared statement of a connection at each ``ROLLBACK`` (one
-        may have undone DDL they depend on), and every request ends with one, so the server
-        parses and plans each statement afresh on every request; after a ``COMMIT`` psycopg keeps
-        them, and a statement run five times on a connection is prepared and no longer planned.
-
-        Returns False, and changes nothing, where it cannot apply: the session has begun already,
-        it is bound to a connection rather than the engine (the tests' transaction), or SQLite."""
+        Returns False, and changes nothing, where it cannot apply: the request's session exists
+        already, SQLite, or sessions bound to a connection (the tests' transaction)."""
         if not has_app_context() or "db_session" in g:
             return False
-        session = self.session
-        bind = session.get_bind()
-        if not isinstance(bind, Engine) or bind.dialect.name != "postgresql":
+        reader = self.bound().reader()
+        if reader is None:
             return False
-        session.connection(execution_options={"postgresql_readonly": True})
-        g.db_read_only = session.get_transaction()
+        g.db_session = reader()
         return True
 
     def _remove_session(self, exc: BaseException | None) -> None:
         session = g.pop("db_session", None)
-        read_only = g.pop("db_read_only", None)
         if session is None:
             return
-        # COMMIT only the transaction begun read-only, still current (a service may have
-        # committed it and begun another, writable one) and not ended by an error.
-        if exc is None and read_only is not None and session.get_transaction() is read_only:
-            try:
-                session.commit()
-            except SQLAlchemyError:
-                session.rollback()
-        else:
-            session.rollback()
+        session.rollback()  # in autocommit (a read-only request) nothing is sent
         session.close()
 
 

@@ -78,7 +78,7 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
 
     yield make
     for extra in made:
-        db.bound(extra).engine.dispose()
+        db.bound(extra).dispose()
 
 
 @pytest.fixture(scope="session")

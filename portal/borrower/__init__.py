@@ -54,7 +54,7 @@ def borrower_required(view: F) -> F:
 
 def reads_only(view: F) -> F:
     """The view changes nothing: its database transaction is read-only (``db.read_only``).
-    Put it above ``borrower_required``, which loads the user and so begins the transaction."""
+    Put it above ``borrower_required``, which loads the user through the request's session."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from flask import Flask
+from psycopg.pq import TransactionStatus
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -73,18 +74,23 @@ def test_a_read_only_request_cannot_write_and_leaves_the_connection_writable(
     with app.test_request_context("/"):
         assert db.read_only()
         assert db.session.scalar(text("SHOW transaction_read_only")) == "on"
-        assert not db.read_only()  # begun already: nothing changes
+        # autocommit: no transaction is left open after a statement (no BEGIN, no COMMIT)
+        assert (
+            db.session.connection().connection.dbapi_connection.info.transaction_status
+            == TransactionStatus.IDLE
+        )
+        assert not db.read_only()  # its session exists already: nothing changes
         with pytest.raises(DBAPIError, match="read-only transaction"):
             db.session.execute(text("CREATE TEMP TABLE scratch (x int)"))
     with app.test_request_context("/"):
         assert db.session.scalar(text("SHOW transaction_read_only")) == "off"
-        assert db.session.connection().connection.dbapi_connection.read_only is None  # plain BEGIN
+        assert (
+            db.session.connection().connection.dbapi_connection.info.transaction_status
+            == TransactionStatus.INTRANS
+        )
 
 
-def test_what_a_read_only_request_does_after_a_commit_is_still_rolled_back(
-    make_app, database_url: str
-) -> None:  # type: ignore[no-untyped-def]
-    """Only the transaction begun read-only ends with COMMIT; one begun after it is rolled back."""
+def test_a_read_only_request_cannot_write_even_after_a_commit(make_app, database_url: str) -> None:  # type: ignore[no-untyped-def]
     app = _postgres_app(make_app, database_url)
     code = f"RO{time.monotonic_ns()}"
     with app.test_request_context("/"):
@@ -92,9 +98,25 @@ def test_what_a_read_only_request_does_after_a_commit_is_still_rolled_back(
         db.session.scalar(text("SELECT 1"))
         db.session.commit()
         db.session.add(Creditor(code=code, name="Never kept"))
-        db.session.flush()
+        with pytest.raises(DBAPIError, match="read-only transaction"):
+            db.session.flush()
     with app.test_request_context("/"):
         assert db.session.scalar(select(Creditor).where(Creditor.code == code)) is None
+
+
+def test_read_only_requests_keep_their_prepared_statements(make_app, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    """psycopg prepares a statement at its fifth run on a connection and forgets them all at a
+    ROLLBACK; read-only requests send none, so the statement stays prepared across requests."""
+    app = _postgres_app(make_app, database_url)
+    marker = f"accord_prepared_{time.monotonic_ns()}"
+    for _ in range(6):
+        with app.test_request_context("/"):
+            assert db.read_only()
+            db.session.execute(text(f"SELECT 1 AS {marker}"))
+    with app.test_request_context("/"):
+        assert db.read_only()
+        prepared = db.session.scalars(text("SELECT statement FROM pg_prepared_statements")).all()
+    assert any(marker in statement for statement in prepared)
 
 
 def test_the_dashboard_runs_read_only(make_app, database_url: str) -> None:  # type: ignore[no-untyped-def]

@@ -77,7 +77,7 @@ def sealed_app(scratch: str, tmp_path_factory: pytest.TempPathFactory, app: Flas
         }
     )
     yield extra
-    db.bound(extra).engine.dispose()
+    db.bound(extra).dispose()
     crypto.install(crypto.DEVELOPMENT_KEYRING)
 
 

@@ -179,7 +179,7 @@ def test_the_nightly_ledger_check_counts_accounts_that_differ(monkeypatch, tmp_p
             scratch.commit()
         assert tasks.verify_ledger_nightly.call_local() == 1
     finally:
-        db.bound(tasks._app()).engine.dispose()
+        db.bound(tasks._app()).dispose()
         tasks._app.cache_clear()
 
 
