@@ -23,6 +23,9 @@ from babel.numbers import (
 )
 from flask import Flask, g
 from flask_babel import Babel, Domain, format_datetime, get_domain, get_locale
+from jinja2 import pass_eval_context
+from jinja2.nodes import EvalContext
+from markupsafe import Markup
 
 from workflows import access
 from workflows.money import minor_units
@@ -43,14 +46,15 @@ def _babel_state() -> tuple[Locale, str, Any]:
     inside ``force_locale`` (a message in the borrower's own language) that is another object,
     so the name and the catalogue follow, and the page's come back after it.
     """
-    in_force = getattr(g.get("_flask_babel"), "babel_locale", None)
-    state: tuple[Locale, str, Any] | None = g.get("_accord_babel")
+    app_g = g._get_current_object()  # once, not through the proxy for each attribute
+    in_force = getattr(getattr(app_g, "_flask_babel", None), "babel_locale", None)
+    state: tuple[Locale, str, Any] | None = getattr(app_g, "_accord_babel", None)
     if state is None or in_force is None or state[0] is not in_force:
         locale = get_locale()
         # The catalogue as Flask-Babel's own domain finds it (not through RequestDomain's
         # shortcut below, which comes back here).
         catalogue = Domain.get_translations(get_domain())
-        state = g._accord_babel = (locale, str(locale), catalogue)
+        state = app_g._accord_babel = (locale, str(locale), catalogue)
     return state
 
 
@@ -172,11 +176,56 @@ def init_app(app: Flask) -> None:
         mask_date_of_birth=lambda v: access.mask_date_of_birth(v) if isinstance(v, dt.date) else "—",
     )
     app.jinja_env.globals.update(html_lang=html_lang, current_locale=_locale_name)
-    # Flask-Babel's callables find the domain, the locale and the catalogue on every string.
-    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
-        gettext=lambda s: _translations().ugettext(s),
-        ngettext=lambda s, p, n: _translations().ungettext(s, p, n),
-        pgettext=lambda c, s: _translations().upgettext(c, s),
-        npgettext=lambda c, s, p, n: _translations().unpgettext(c, s, p, n),
-        newstyle=True,
+    # The templates' gettext callables (below), Jinja's "newstyle" ones: `{% trans %}` blocks
+    # compile to calls of them too.
+    app.jinja_env.newstyle_gettext = True  # type: ignore[attr-defined]
+    app.jinja_env.globals.update(
+        _=_template_gettext,
+        gettext=_template_gettext,
+        ngettext=_template_ngettext,
+        pgettext=_template_pgettext,
+        npgettext=_template_npgettext,
     )
+
+
+# What Jinja's "newstyle" gettext callables do: the translation marked safe where the template
+# escapes, then always formatted with the variables (so they are escaped; `%%` for a percent
+# sign), with `num` and `context` among them. Jinja's own wrap a function that a template calls
+# through its context again, and its `_` alias finds `gettext` through the context once more:
+# three context calls and a lookup for each string of a page, where one call does. The
+# catalogue is the request's (``_babel_state``), as for the `gettext` of Python code.
+
+
+@pass_eval_context
+def _template_gettext(eval_ctx: EvalContext, string: str, /, **variables: Any) -> str:
+    return _formatted(eval_ctx, _translations().ugettext(string), variables)
+
+
+@pass_eval_context
+def _template_ngettext(
+    eval_ctx: EvalContext, singular: str, plural: str, num: int, /, **variables: Any
+) -> str:
+    variables.setdefault("num", num)
+    return _formatted(eval_ctx, _translations().ungettext(singular, plural, num), variables)
+
+
+@pass_eval_context
+def _template_pgettext(eval_ctx: EvalContext, context: str, string: str, /, **variables: Any) -> str:
+    variables.setdefault("context", context)
+    return _formatted(eval_ctx, _translations().upgettext(context, string), variables)
+
+
+@pass_eval_context
+def _template_npgettext(
+    eval_ctx: EvalContext, context: str, singular: str, plural: str, num: int, /, **variables: Any
+) -> str:
+    variables.setdefault("context", context)
+    variables.setdefault("num", num)
+    return _formatted(eval_ctx, _translations().unpgettext(context, singular, plural, num), variables)
+
+
+def _formatted(eval_ctx: EvalContext, text: str, variables: dict[str, Any]) -> str:
+    if eval_ctx.autoescape:
+        # our catalogue's text, marked safe as Jinja's own gettext marks it; the variables are escaped
+        return Markup(text) % variables  # noqa: S704  # nosec B704
+    return text % variables

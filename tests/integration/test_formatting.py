@@ -68,3 +68,48 @@ def test_a_sum_from_postgresql_is_formatted_too(app: Flask) -> None:
     formatted as Babel formats them (the integer fast path is for ints only)."""
     with app.test_request_context(headers={"Accept-Language": "en"}):
         assert money(Decimal(-123456), "CNY") == money(-123456, "CNY") == "-CN¥1,234.56"
+
+
+TEMPLATES = (
+    "{{ _('Pay') }}",
+    "{{ _('Your request for help: %(state)s', state=state) }}",
+    "{{ ngettext('%(num)d day late', '%(num)d days late', n) }}",
+    "{{ gettext('Since %(date)s', date=state) }}",
+    "{{ pgettext('button', 'Pay') }} {{ npgettext('button', '%(num)d day', '%(num)d days', n) }}",
+    "{% trans %}Pay{% endtrans %}",
+    "{% trans count=n %}{{ count }} day{% pluralize %}{{ count }} days{% endtrans %}",
+    "{% trans s=state %}Your request for help: {{ s }}{% endtrans %}",
+    "{{ _('100%% of %(state)s', state=state) }}",
+    "{{ _('Terms & <em>conditions</em>: %(state)s', state=state) }}",  # the text is safe, the value is not
+)
+
+
+@pytest.mark.parametrize("header", LOCALES)
+@pytest.mark.parametrize("autoescape", [True, False])
+@pytest.mark.parametrize("source", TEMPLATES)
+def test_the_templates_gettext_says_what_jinjas_own_says(
+    app: Flask, header: str, autoescape: bool, source: str
+) -> None:
+    """The templates' gettext callables (the catalogue found once per request, one context call a
+    string) give what Jinja's "newstyle" callables give over the same catalogue: the text marked
+    safe where the template escapes, the variables escaped, `num` and `context` set, `%%`."""
+    from flask_babel import get_translations
+    from jinja2 import Environment
+
+    # both ways, as pages (escaped) and plain-text messages (not) are rendered
+    jinja = Environment(extensions=["jinja2.ext.i18n"], autoescape=autoescape)  # noqa: S701  # nosec B701
+    ours = app.jinja_env.overlay(autoescape=autoescape)
+    values = {"state": "<b>approved</b> & co", "n": 3}
+    with app.test_request_context(headers={"Accept-Language": header}):
+        catalogue = get_translations()
+        jinja.install_gettext_callables(  # type: ignore[attr-defined]
+            catalogue.ugettext,
+            catalogue.ungettext,
+            pgettext=catalogue.upgettext,
+            npgettext=catalogue.unpgettext,
+            newstyle=True,
+        )
+        expected = jinja.from_string(source).render(values)
+        assert ours.from_string(source).render(values) == expected
+        if autoescape and "state" in source:
+            assert "&lt;b&gt;" in expected
