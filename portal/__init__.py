@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 from flask import Flask, abort, g, request, session
+from flask.templating import Environment
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
@@ -60,8 +62,26 @@ def _trust_proxies(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
 
+class TemplateEnvironment(Environment):
+    """Flask's Jinja environment whose templates' globals are a plain dict, not a ``ChainMap``.
+
+    Jinja looks the globals up on every render, and on every ``{% from … import %}`` compares the
+    importing template's globals with the imported one's: over a ``ChainMap`` of our sixty
+    globals that is Python code, key by key (about 0.15 ms of the dashboard's 3.5 ms); over a
+    dict it is C. The globals are all set while the app is created, before any template loads,
+    as Jinja asks ("Environment globals should not be changed after loading any templates"), so
+    a copy at load time holds the same as the ``ChainMap`` would."""
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **d} if d else dict(self.globals)
+
+
+class Accord(Flask):
+    jinja_environment = TemplateEnvironment
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(
+    app = Accord(
         __name__,
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),

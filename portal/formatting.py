@@ -142,7 +142,14 @@ def date(value: dt.date | None, fmt: str = "medium") -> str:
     """A date in the user's locale: "short", "medium", "long" or "full"."""
     if value is None:
         return "—"
-    locale, pattern = _date_pattern(_locale_name(), fmt)
+    return _formatted_date(_locale_name(), fmt, value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _formatted_date(locale_name: str, fmt: str, value: dt.date) -> str:
+    """A page shows the same few dates (today, due dates, the timeline's) in one or two
+    languages, so each is formatted once per process rather than on every request."""
+    locale, pattern = _date_pattern(locale_name, fmt)
     return pattern.apply(value, locale)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Date, Select, and_, bindparam, func, select
+from sqlalchemy import ColumnElement, Date, Select, and_, bindparam, func, literal, select
 from sqlalchemy.orm import Session, aliased, joinedload
 
 from portal.models import Account, AccountPause, Borrower, Creditor, HardshipCase, LedgerEntry, Plan
@@ -37,6 +37,11 @@ class AccountSummary:
     breathing_space: BreathingSpace | None = None
     hardship_case: CaseRef | None = None
     """The borrower's request for help on this account that is still open or approved, if any."""
+
+    @property
+    def payment_stops_something(self) -> bool:
+        """Whether paying the overdue amount would stop a step of the timeline."""
+        return any(c.stopped_by_payment for c in self.timeline)
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,11 @@ def _cards_statement(by_borrower: bool) -> Select[Any]:
     plan_active = select(Plan.id).where(Plan.account_id == Account.id, Plan.status == "active").exists()
     current_case = (
         select(func.max(HardshipCase.id))
-        .where(HardshipCase.account_id == Account.id, HardshipCase.state.in_(_CURRENT_CASE_STATES))
+        # One bound value per state rather than an "expanding" list, which SQLAlchemy rewrites
+        # into the cached SQL on every execution.
+        .where(
+            HardshipCase.account_id == Account.id, HardshipCase.state.in_(map(literal, _CURRENT_CASE_STATES))
+        )
         .scalar_subquery()
     )
     pause_in_force = (
@@ -218,8 +227,12 @@ def _cards_and_facts(
         statement, params = _cards_statement(True), {"borrower_id": borrower_id, "today": today}
     else:
         statement, params = _cards_statement(False), {"account_ids": account_ids or [], "today": today}
+    # Plain columns, no ORM entities: run on the session's connection, which skips the ORM's
+    # result layer (about a fifth of the dashboard's query time); flushed first as the session
+    # itself would, so a caller's pending changes are seen.
+    session.flush()
     found: dict[int, tuple[AccountCard, _Facts]] = {}
-    for row in session.execute(statement, params):
+    for row in session.connection().execute(statement, params):
         (*columns, fees_charged, planned, case_id, state, starts_on, ends_on, stops, pauses, on, total) = row
         entry = found.get(row[0])
         if entry is None:

@@ -12,6 +12,7 @@ from flask import Flask
 from flask_babel import force_locale, gettext
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jinja2 import DictLoader
 
 from portal import labels
 from portal.formatting import date, money
@@ -113,3 +114,20 @@ def test_the_templates_gettext_says_what_jinjas_own_says(
         assert ours.from_string(source).render(values) == expected
         if autoescape and "state" in source:
             assert "&lt;b&gt;" in expected
+
+
+def test_templates_globals_are_the_apps_and_a_templates_own_stay_its_own(app: Flask) -> None:
+    """The templates' globals are a copy of the app's (``portal.TemplateEnvironment``): what the
+    app registers is seen by a page and by the macros it imports; globals given to one template
+    overlay the app's for that template only, and never reach the app's or another template's."""
+    env = app.jinja_env.overlay(
+        loader=DictLoader({"m.html": "{% macro m() %}{{ consequence_text is defined }}{% endmacro %}"})
+    )
+    page = env.from_string(
+        '{% from "m.html" import m %}{{ m() }}|{{ range is defined }}|{{ extra is defined }}'
+    )
+    assert page.render() == "True|True|False"
+    own = env.from_string("{{ range }}|{{ extra }}", globals={"range": "own", "extra": 1})
+    assert own.render() == "own|1"
+    assert "extra" not in app.jinja_env.globals and app.jinja_env.globals["range"] is range
+    assert page.render() == "True|True|False"
