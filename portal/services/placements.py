@@ -65,6 +65,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
+from portal.bulk import relaxed_collector
 from portal.db import among, utcnow
 from portal.models import (
     Account,
@@ -1164,21 +1165,22 @@ def import_file(
     session.commit()
     record_id, encoding = record.id, None
     try:
-        file_source = _open(path, max_rows=max_rows, max_bytes=max_bytes)
-        encoding = file_source.encoding
-        scanned = _scan(file_source, max_rows=max_rows)
-        if counted is not None:
-            counted(scanned.rows)
-        counts = _place_file(
-            session,
-            record,
-            file_source,
-            scanned,
-            actor=actor,
-            today=today,
-            dry_run=dry_run,
-            progress=progress,
-        )
+        with relaxed_collector():
+            file_source = _open(path, max_rows=max_rows, max_bytes=max_bytes)
+            encoding = file_source.encoding
+            scanned = _scan(file_source, max_rows=max_rows)
+            if counted is not None:
+                counted(scanned.rows)
+            counts = _place_file(
+                session,
+                record,
+                file_source,
+                scanned,
+                actor=actor,
+                today=today,
+                dry_run=dry_run,
+                progress=progress,
+            )
     except _FileRefusedError as refused:
         record = _reloaded(session, record_id)
         record.error_code, record.error_message = refused.code, str(refused)[:_MESSAGE_LENGTH]
