@@ -6,17 +6,19 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from alembic import command
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal import create_app, tasks
+from portal.db import make_engine
 from portal.extensions import db
 from portal.migrations import alembic_config
 from portal.models import Borrower, StaffUser
@@ -40,6 +42,27 @@ def _prepare_postgres(url: str) -> None:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
+
+
+@contextmanager
+def own_postgres_engine(database_url: str, suffix: str) -> Iterator[Engine]:
+    """A migrated PostgreSQL database of a test module's own (``<test database>_<suffix><worker>``),
+    where transactions really commit and connections really wait for each other's locks; dropped
+    after. For a module-scoped fixture, which skips on SQLite before calling this."""
+    url = make_url(database_url)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    own = url.set(database=f"{url.database}_{suffix}{worker}").render_as_string(hide_password=False)
+    _prepare_postgres(own)
+    command.upgrade(alembic_config(own), "head")
+    engine = make_engine(own)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(own).database}" WITH (FORCE)'))
+        admin.dispose()
 
 
 # Background jobs run inline, in the test's transaction (Huey's immediate mode).

@@ -60,7 +60,8 @@ from typing import Any, Protocol, cast
 # refused with a ValueError.
 from defusedxml.ElementTree import ParseError
 from flask import g, has_request_context, request
-from sqlalchemy import JSON, ColumnElement, Table, bindparam, func, insert, select, text, update
+from sqlalchemy import JSON, ColumnElement, Select, Table, bindparam, func, insert, select, text, true, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
@@ -682,38 +683,60 @@ class _Placer:
         wanted = sorted(set(references) - self.borrowers.keys())
         if not wanted:
             return {}
-        stmt = select(B.c.id, B.c.external_reference, *(B.c[name] for name in BORROWER_FIELDS)).where(
-            B.c.creditor_id == self.creditor_id, self._among(B.c.external_reference, wanted)
+        stmt = self._by_reference(
+            B, [B.c.id, B.c.external_reference, *(B.c[name] for name in BORROWER_FIELDS)], wanted
         )
-        if self.lock:
-            stmt = stmt.with_for_update()
         return {row.external_reference: dict(row._mapping) for row in self.session.execute(stmt)}
 
     def _existing_accounts(self, references: Sequence[str]) -> dict[str, dict[str, Any]]:
-        stmt = (
-            select(
-                A.c.id,
-                A.c.external_reference,
-                A.c.currency,
-                A.c.placed_as_of,
-                A.c.status,
-                A.c.recalled_at,
-                A.c.version,
-                A.c.dpd,
-                A.c.stage,
-                *(A.c[name] for name in ACCOUNT_FIELDS),
-                *(A.c[name] for name in _BALANCE_COLUMNS.values()),
-                B.c.id.label("borrower_id"),
-                B.c.external_reference.label("borrower_reference"),
-            )
-            .join(B, B.c.id == A.c.borrower_id)
-            .where(A.c.creditor_id == self.creditor_id, self._among(A.c.external_reference, references))
-        )
-        if self.lock:
-            # A concurrent change of the same account waits for this import; one made from a copy
-            # read before it fails on the version _update_accounts bumps.
-            stmt = stmt.with_for_update(of=A)
+        # Locked (when self.lock): a concurrent change of the same account waits for this import;
+        # one made from a copy read before it fails on the version _update_accounts bumps. The
+        # borrower's reference is read by its primary key, not joined: it is not locked, and no
+        # join order is left to plan from statistics that miss this import's own rows.
+        columns = [
+            A.c.id,
+            A.c.external_reference,
+            A.c.currency,
+            A.c.placed_as_of,
+            A.c.status,
+            A.c.recalled_at,
+            A.c.version,
+            A.c.dpd,
+            A.c.stage,
+            *(A.c[name] for name in ACCOUNT_FIELDS),
+            *(A.c[name] for name in _BALANCE_COLUMNS.values()),
+            A.c.borrower_id,
+            select(B.c.external_reference)
+            .where(B.c.id == A.c.borrower_id)
+            .scalar_subquery()
+            .label("borrower_reference"),
+        ]
+        stmt = self._by_reference(A, columns, references)
         return {row.external_reference: dict(row._mapping) for row in self.session.execute(stmt)}
+
+    def _by_reference(self, table: Table, columns: Sequence[Any], references: Sequence[str]) -> Select[Any]:
+        """The lender's rows of ``table`` (borrowers or accounts) with these external references,
+        locked when the import writes.
+
+        On PostgreSQL one probe of the ``(creditor_id, external_reference)`` index per reference:
+        the references unnested, each joined LATERAL to its row. With ``external_reference =
+        ANY(:array)`` the planner chose by its statistics, which know nothing of the rows this
+        import has written so far in its own transaction: it expected a handful of rows for the
+        lender and read all of them to filter by the array — 12-15 ms a chunk of 2,000, growing
+        with the import, against 2-4 ms for the probes. Elsewhere ``IN``."""
+        mine = table.c.creditor_id == self.creditor_id
+        if not self.postgresql:
+            return select(*columns).where(mine, table.c.external_reference.in_(references))
+        wanted = (
+            func.unnest(bindparam(None, list(references), type_=ARRAY(table.c.external_reference.type)))
+            .table_valued("reference")
+            .render_derived(name="wanted")
+        )
+        probe = select(*columns).where(mine, table.c.external_reference == wanted.c.reference)
+        if self.lock:
+            probe = probe.with_for_update()
+        found = probe.lateral("found")
+        return select(found).select_from(wanted).join(found, true())
 
     def _ledger_as_of(self, accounts: Mapping[int, dt.date]) -> dict[int, dict[Component, int]]:
         """Each account's ledger sum per component, counting the entries effective on or before

@@ -6,25 +6,22 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from alembic import command
 from flask import Flask
-from sqlalchemy import Engine, create_engine, func, insert, make_url, select, text
+from sqlalchemy import Engine, func, insert, make_url, select, text
 from sqlalchemy.orm import Session
 
 from portal import tasks
-from portal.db import make_engine, utcnow
-from portal.migrations import alembic_config
+from portal.db import utcnow
 from portal.models import AuditChain, AuditChainPending, AuditEvent
 from portal.services import audit, audit_chain
 from portal.services.audit import SYSTEM, Actor
 from tests import factories
-from tests.conftest import _prepare_postgres
+from tests.conftest import own_postgres_engine
 from workflows.audit_chain import GENESIS, Problem
 
 
@@ -280,20 +277,10 @@ def test_the_tasks_link_and_verify_and_log_the_head(
 @pytest.fixture(scope="module")
 def own_engine(database_url: str) -> Iterator[Engine]:
     """A database of this module's own, where transactions really commit."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "postgresql":
+    if make_url(database_url).get_backend_name() != "postgresql":
         pytest.skip("SQLite runs writers one at a time: events commit in id order there")
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    own = url.set(database=f"{url.database}_chain{worker}").render_as_string(hide_password=False)
-    _prepare_postgres(own)
-    command.upgrade(alembic_config(own), "head")
-    engine = make_engine(own)
-    yield engine
-    engine.dispose()
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(own).database}" WITH (FORCE)'))
-    admin.dispose()
+    with own_postgres_engine(database_url, "chain") as engine:
+        yield engine
 
 
 def _link(engine: Engine) -> int:

@@ -9,13 +9,16 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import gc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openpyxl
 import pytest
 from flask import Flask, g
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text
+from psycopg.errors import LockNotAvailable
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, func, make_url, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.types import TypeDecorator
@@ -34,6 +37,7 @@ from portal.services import audit, placements
 from portal.services import ledger as ledger_service
 from portal.services.audit import SYSTEM, Actor
 from tests import factories
+from tests.conftest import own_postgres_engine
 from workflows.errors import DomainError
 from workflows.ledger import EntryKind, Posting
 from workflows.money import Component
@@ -259,6 +263,59 @@ def test_only_the_lookups_are_planned_afresh_the_writes_keep_their_prepared_plan
 
     assert _import(session, creditor, DATA / "good.csv").status == "applied"
     assert modes == {"lookups": {"force_custom_plan"}, "writes": {server_default}}
+
+
+@pytest.fixture(scope="module")
+def own_engine(database_url: str) -> Iterator[Engine]:
+    if make_url(database_url).get_backend_name() != "postgresql":
+        pytest.skip("row locks are PostgreSQL's: SQLite runs writers one at a time")
+    with own_postgres_engine(database_url, "placements") as engine:
+        yield engine
+
+
+@pytest.mark.parametrize("lock", [True, False], ids=["import", "dry run"])
+def test_the_rows_an_import_finds_are_locked_until_it_ends_and_only_those(
+    app: Flask, own_engine: Engine, lock: bool
+) -> None:
+    """PostgreSQL: another transaction cannot lock (NOWAIT) an account or a borrower the import has
+    looked up until the import ends; the borrower of an account found is not locked by that
+    lookup; a dry run locks nothing."""
+    with app.app_context(), Session(own_engine, expire_on_commit=False) as setup:
+        creditor = factories.creditor(setup)
+        setup.commit()
+        assert _import(setup, creditor, DATA / "good.csv").status == "applied"
+        loan = _accounts(setup, creditor)["LN-1001"]
+
+    def free(table: str, row_id: int) -> bool:
+        with own_engine.connect() as other:
+            try:
+                other.execute(
+                    text(f"SELECT id FROM {table} WHERE id = :id FOR UPDATE NOWAIT"), {"id": row_id}
+                )
+            except OperationalError as error:
+                assert isinstance(error.orig, LockNotAvailable)
+                return False
+            finally:
+                other.rollback()
+            return True
+
+    with app.app_context(), Session(own_engine) as importing:
+        placer = placements._Placer(
+            importing, creditor_id=creditor.id, actor=SYSTEM, today=TODAY, memo=str, lock=lock
+        )
+
+        found = placer._existing_accounts(["LN-1001", "LN-9999"])
+
+        assert set(found) == {"LN-1001"}
+        assert (found["LN-1001"]["id"], found["LN-1001"]["borrower_reference"]) == (loan.id, "C-001")
+        assert (free("account", loan.id), free("borrower", loan.borrower_id)) == (not lock, True)
+
+        borrowers = placer._existing_borrowers(["C-001", "C-999"])
+
+        assert set(borrowers) == {"C-001"} and borrowers["C-001"]["id"] == loan.borrower_id
+        assert free("borrower", loan.borrower_id) is not lock
+        importing.rollback()
+    assert free("account", loan.id) and free("borrower", loan.borrower_id)
 
 
 def test_an_account_changed_by_the_placement_cannot_be_overwritten_by_a_stale_copy(
