@@ -24,7 +24,7 @@ import datetime as dt
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -57,6 +57,8 @@ class Keyring:
 
     keys: Mapping[str, bytes]
     current: str
+    _ciphers: Mapping[str, AESGCM] = field(init=False, repr=False, compare=False)
+    """One cipher a key, made once: making one costs about what sealing a short value does."""
 
     def __post_init__(self) -> None:
         if self.current not in self.keys:
@@ -64,11 +66,12 @@ class Keyring:
         for key_id, key in self.keys.items():
             if not KEY_ID.fullmatch(key_id) or len(key) != KEY_BYTES:
                 raise ConfigError(f"encryption key {key_id!r}: an id of letters and digits, and 32 bytes")
+        object.__setattr__(self, "_ciphers", {key_id: AESGCM(key) for key_id, key in self.keys.items()})
 
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
         key_id = self.current.encode()
         nonce = os.urandom(NONCE_BYTES)
-        sealed = AESGCM(self.keys[self.current]).encrypt(nonce, plaintext, aad)
+        sealed = self._ciphers[self.current].encrypt(nonce, plaintext, aad)
         return bytes((VERSION, len(key_id))) + key_id + nonce + sealed
 
     def open(self, blob: bytes, aad: bytes) -> bytes:
@@ -77,7 +80,7 @@ class Keyring:
         if key is None:
             raise DecryptionError(f"the encryption key {key_id!r} is not configured (ACCORD_ENCRYPTION_KEYS)")
         try:
-            return AESGCM(key).decrypt(nonce, sealed, aad)
+            return self._ciphers[key_id].decrypt(nonce, sealed, aad)
         except InvalidTag as exc:
             raise DecryptionError("a value does not decrypt: altered, or moved from elsewhere") from exc
 

@@ -53,6 +53,8 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -568,53 +570,64 @@ def _balances_after(before: Mapping[Component, int], change: PlacementChange) ->
     """The balances once the change's entries are posted. ``plan_change`` has already put them
     through ``workflows.ledger`` (each entry's sign, and no balance below zero after any of them),
     so here they are only added up."""
-    balances = {component: before.get(component, 0) for component in Component}
+    balances = {component: before.get(component, 0) for component in _BALANCE_COLUMNS}
     for _kind, posting in change.postings:
         balances[posting.component] += posting.amount
     return balances
 
 
 def _insert_rows(
-    session: Session, table: Table, rows: Sequence[dict[str, Any]], *, ids: bool = False
+    session: Session, table: Table, rows: Iterable[dict[str, Any]], *, ids: bool = False
 ) -> list[int]:
     """INSERT ``rows`` (every row the same keys, every NOT NULL column given) in the session's
-    transaction; with ``ids`` the new primary keys, in the rows' order.
+    transaction; with ``ids`` (``rows`` then a sequence) the new primary keys, in the rows' order.
 
     On PostgreSQL the ids are taken from the table's sequence first and the rows go in by
     ``COPY``: an executemany, or an INSERT of many VALUES, costs tens of microseconds a row in the
-    driver (psycopg parses every multi-row statement's text afresh), COPY a few. Elsewhere a Core
-    executemany (SQLite: ``RETURNING`` for the ids)."""
-    if not rows:
-        return []
+    driver (psycopg parses every multi-row statement's text afresh), COPY a few. Rows given as a
+    generator are built while the copy runs: the server stores each part sent while the next is
+    built, instead of the whole table's rows after all are built. Elsewhere a Core executemany
+    (SQLite: ``RETURNING`` for the ids)."""
     connection = session.connection()
+    if connection.dialect.name != "postgresql" or ids:
+        rows = list(rows)
+        if not rows:
+            return []
     if connection.dialect.name != "postgresql":
         if not ids:
-            connection.execute(insert(table), list(rows))
+            connection.execute(insert(table), rows)
             return []
-        returned = connection.execute(
-            insert(table).returning(table.c.id, sort_by_parameter_order=True), list(rows)
-        )
+        returned = connection.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
         return [row_id for (row_id,) in returned]
+    pending = iter(rows)
+    first = next(pending, None)
+    if first is None:
+        return []
     new_ids: list[int] = []
     if ids:
         new_ids = list(
             connection.execute(
                 select(func.nextval(func.pg_get_serial_sequence(table.name, "id"))).select_from(
-                    func.generate_series(1, len(rows))
+                    func.generate_series(1, len(cast(list[dict[str, Any]], rows)))
                 )
             ).scalars()
         )
-    names = list(rows[0])
+    names = list(first)
+    # One C call a row for the values in column order (a tuple; a list where a column's values
+    # are converted).
+    in_order = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
     processors = _bind_processors(table, names, connection.dialect)
     quoted = ", ".join(f'"{name}"' for name in (["id", *names] if ids else names))
     driver = connection.connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
-        for index, row in enumerate(rows):
-            values = [row[name] for name in names]
-            for position, process in processors:
-                values[position] = process(values[position])
-            copy.write_row([new_ids[index], *values] if ids else values)
+        for index, row in enumerate(chain((first,), pending)):
+            values: Sequence[Any] = in_order(row)
+            if processors:
+                values = list(values)
+                for position, process in processors:
+                    values[position] = process(values[position])
+            copy.write_row((new_ids[index], *values) if ids else values)
     return new_ids
 
 
@@ -870,7 +883,8 @@ class _Placer:
             counts.created += action == "created"
             counts.updated += action == "updated"
             counts.unchanged += action == "unchanged"
-            counts.adjustments += sum(kind is EntryKind.ADJUSTMENT for kind, _ in account.change.postings)
+            if not account.is_new:
+                counts.adjustments += sum(kind is EntryKind.ADJUSTMENT for kind, _ in account.change.postings)
             outcomes.append(
                 RowOutcome(account.line, account.row.account_reference, action, account.account_id)
             )
@@ -881,15 +895,16 @@ class _Placer:
     def write(self, plan: _ChunkPlan, import_id: int) -> None:
         """Write a planned chunk set-based: borrowers, accounts, ledger entries, audit events."""
         self._shared = self._shared_event_fields()
-        events = self._write_borrowers(plan, import_id)
+        # The entries and the audit events are generators: built while their copies run.
+        events = [self._write_borrowers(plan, import_id)]
         created = [account for account in plan.accounts if account.action == "created"]
         updated = [account for account in plan.accounts if account.action == "updated"]
         if created:
             self._insert_accounts(created)
-            events += [self._created_event(account, import_id) for account in created]
+            events.append(self._created_event(account, import_id) for account in created)
         if updated:
             self._update_accounts(updated)
-            events += [
+            events.append(
                 self._event(
                     action="account.placement_updated",
                     object_type="account",
@@ -899,9 +914,9 @@ class _Placer:
                     import_id=import_id,
                 )
                 for account in updated
-            ]
+            )
         cause, posted_at = f"placement:{import_id}", utcnow()
-        entries = [
+        entries = (
             {
                 "account_id": account.account_id,
                 "component": posting.component.value,
@@ -916,14 +931,14 @@ class _Placer:
             }
             for account in plan.accounts
             for kind, posting in account.change.postings
-        ]
+        )
         _insert_rows(self.session, L, entries)
-        _insert_rows(self.session, E, events)
+        _insert_rows(self.session, E, chain.from_iterable(events))
 
-    def _write_borrowers(self, plan: _ChunkPlan, import_id: int) -> list[dict[str, Any]]:
+    def _write_borrowers(self, plan: _ChunkPlan, import_id: int) -> Iterator[dict[str, Any]]:
         """Insert the new borrowers (their ids noted for their accounts), update the changed ones;
-        their audit events."""
-        events: list[dict[str, Any]] = []
+        their audit events, to be built as they are written."""
+        events: list[Iterable[dict[str, Any]]] = []
         if plan.new_borrowers:
             now = utcnow()
             new_ids = _insert_rows(
@@ -943,7 +958,7 @@ class _Placer:
             )
             for borrower, borrower_id in zip(plan.new_borrowers, new_ids, strict=True):
                 self.borrowers[borrower.reference] = borrower_id
-            events += [
+            events.append(
                 self._event(
                     action="borrower.placed",
                     object_type="borrower",
@@ -953,13 +968,13 @@ class _Placer:
                     import_id=import_id,
                 )
                 for borrower in plan.new_borrowers
-            ]
+            )
         if plan.changed_borrowers:
             self.session.execute(
                 update(B).where(B.c.id == bindparam("_id")),
                 [{"_id": borrower.borrower_id, **borrower.fields} for borrower in plan.changed_borrowers],
             )
-            events += [
+            events.append(
                 self._event(
                     action="borrower.placement_updated",
                     object_type="borrower",
@@ -969,8 +984,8 @@ class _Placer:
                     import_id=import_id,
                 )
                 for borrower in plan.changed_borrowers
-            ]
-        return events
+            )
+        return chain.from_iterable(events)
 
     def _insert_accounts(self, accounts: Sequence[_AccountPlan]) -> None:
         now = utcnow()
@@ -1061,7 +1076,7 @@ class _Placer:
             "object_type": object_type,
             "object_id": str(object_id),
             "before": redact(object_type, _json(before)) if before is not None else None,
-            "after": redact(object_type, {**_json(after), "placement_import": import_id}),
+            "after": redact(object_type, _json(after)) | {"placement_import": import_id},
         }
 
     def _shared_event_fields(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from workflows.placements import (
     COLUMNS,
     CONTROL_CHARACTERS,
     JSON_FIELDS,
+    WHITE_SPACE,
     FieldError,
     PlacedState,
     PlacementRow,
@@ -900,6 +901,12 @@ def test_control_characters_are_exactly_unicodes_control_and_surrogate_categorie
         char = chr(code)
         refused = unicodedata.category(char) in {"Cc", "Cs"}
         assert (CONTROL_CHARACTERS.search(char) is not None) == refused, hex(code)
+
+
+def test_white_space_in_an_email_address_is_what_str_isspace_says_every_code_point() -> None:
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        assert (WHITE_SPACE.search(char) is not None) == char.isspace(), hex(code)
 
 
 @given(amounts, amounts, amounts, currencies, st.integers(0, 10_000))
