@@ -64,10 +64,9 @@ class AuditChainHead(Base):
 class AuditChainPending(Base):
     """An audit event committed and not linked yet. A database trigger adds a row for every
     audit event inserted (through ``audit.record`` or a bulk insert alike); linking removes it,
-    so the linker reads only what is new."""
+    so the linker reads only what is new. No foreign key: the trigger takes the ids from the
+    rows just inserted, and a key checked them again row by row (migration 7c41d9e2b6a3)."""
 
     __tablename__ = "audit_chain_pending"
 
-    event_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("audit_event.id"), primary_key=True, autoincrement=False
-    )
+    event_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
