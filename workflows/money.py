@@ -293,17 +293,14 @@ def parse_amount(text: str, currency: str) -> int:
     negative = cleaned.startswith("-")
     if negative:
         cleaned = cleaned[1:].lstrip()
-    invalid = DomainError("amount_invalid", "{text} is not an amount.", text=text[:40])
     # Cheap length guard first, so pasted megabytes never reach the regexes.
-    if len(cleaned) > 2 * MAX_AMOUNT_DIGITS:
-        raise invalid
-    match = _PLAIN.fullmatch(cleaned) or _GROUPED.fullmatch(cleaned)
-    if match is None:
-        raise invalid
-    whole = match.group(1).replace(",", "")
-    fraction = match.group(2) or ""
+    match = None
+    if len(cleaned) <= 2 * MAX_AMOUNT_DIGITS:
+        match = _PLAIN.fullmatch(cleaned) or _GROUPED.fullmatch(cleaned)
+    whole = match.group(1).replace(",", "") if match else ""
+    fraction = (match.group(2) or "") if match else ""
     if not (whole or fraction) or len(whole) + len(fraction) > MAX_AMOUNT_DIGITS:
-        raise invalid
+        raise DomainError("amount_invalid", "{text} is not an amount.", text=text[:40])
     if negative:
         raise DomainError("amount_negative", "The amount cannot be negative.")
     if len(fraction) > exponent:
