@@ -48,10 +48,12 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import queue
+import threading
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
@@ -68,7 +70,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
-from portal.bulk import relaxed_collector
+from portal.bulk import bulk_job
 from portal.db import among, utcnow
 from portal.models import (
     Account,
@@ -577,7 +579,12 @@ def _balances_after(before: Mapping[Component, int], change: PlacementChange) ->
 
 
 def _insert_rows(
-    session: Session, table: Table, rows: Iterable[dict[str, Any]], *, ids: bool = False
+    session: Session,
+    table: Table,
+    rows: Iterable[dict[str, Any]],
+    *,
+    ids: bool = False,
+    waiting: threading.Event | None = None,
 ) -> list[int]:
     """INSERT ``rows`` (every row the same keys, every NOT NULL column given) in the session's
     transaction; with ``ids`` (``rows`` then a sequence) the new primary keys, in the rows' order.
@@ -586,8 +593,10 @@ def _insert_rows(
     ``COPY``: an executemany, or an INSERT of many VALUES, costs tens of microseconds a row in the
     driver (psycopg parses every multi-row statement's text afresh), COPY a few. Rows given as a
     generator are built while the copy runs: the server stores each part sent while the next is
-    built, instead of the whole table's rows after all are built. Elsewhere a Core executemany
-    (SQLite: ``RETURNING`` for the ids)."""
+    built, instead of the whole table's rows after all are built. ``waiting`` is set while the end
+    of the copy is waited for (the server checks the foreign keys of all its rows then), for
+    another thread to use that time (``_Judge``). Elsewhere a Core executemany (SQLite:
+    ``RETURNING`` for the ids)."""
     connection = session.connection()
     if connection.dialect.name != "postgresql" or ids:
         rows = list(rows)
@@ -620,14 +629,21 @@ def _insert_rows(
     quoted = ", ".join(f'"{name}"' for name in (["id", *names] if ids else names))
     driver = connection.connection.driver_connection
     assert driver is not None
-    with driver.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
-        for index, row in enumerate(chain((first,), pending)):
-            values: Sequence[Any] = in_order(row)
-            if processors:
-                values = list(values)
-                for position, process in processors:
-                    values[position] = process(values[position])
-            copy.write_row((new_ids[index], *values) if ids else values)
+    with driver.cursor() as cursor:
+        try:
+            with cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
+                for index, row in enumerate(chain((first,), pending)):
+                    values: Sequence[Any] = in_order(row)
+                    if processors:
+                        values = list(values)
+                        for position, process in processors:
+                            values[position] = process(values[position])
+                    copy.write_row((new_ids[index], *values) if ids else values)
+                if waiting is not None:
+                    waiting.set()
+        finally:
+            if waiting is not None:
+                waiting.clear()
     return new_ids
 
 
@@ -686,6 +702,8 @@ class _Placer:
         self.borrowers: dict[str, int | None] = {}
         self._shared: dict[str, Any] = {}
         """The fields the audit events of the chunk being written share (``_shared_event_fields``)."""
+        self.waiting: threading.Event | None = None
+        """Set while the end of a copy is waited for (``_insert_rows``)."""
 
     # Reading what exists
 
@@ -932,8 +950,8 @@ class _Placer:
             for account in plan.accounts
             for kind, posting in account.change.postings
         )
-        _insert_rows(self.session, L, entries)
-        _insert_rows(self.session, E, chain.from_iterable(events))
+        _insert_rows(self.session, L, entries, waiting=self.waiting)
+        _insert_rows(self.session, E, chain.from_iterable(events), waiting=self.waiting)
 
     def _write_borrowers(self, plan: _ChunkPlan, import_id: int) -> Iterator[dict[str, Any]]:
         """Insert the new borrowers (their ids noted for their accounts), update the changed ones;
@@ -955,6 +973,7 @@ class _Placer:
                     for borrower in plan.new_borrowers
                 ],
                 ids=True,
+                waiting=self.waiting,
             )
             for borrower, borrower_id in zip(plan.new_borrowers, new_ids, strict=True):
                 self.borrowers[borrower.reference] = borrower_id
@@ -1010,7 +1029,8 @@ class _Placer:
                 "updated_at": now,
             }
             rows.append(account.values)
-        for account, account_id in zip(accounts, _insert_rows(self.session, A, rows, ids=True), strict=True):
+        new_ids = _insert_rows(self.session, A, rows, ids=True, waiting=self.waiting)
+        for account, account_id in zip(accounts, new_ids, strict=True):
             account.account_id = account_id
 
     def _update_accounts(self, accounts: Sequence[_AccountPlan]) -> None:
@@ -1203,7 +1223,7 @@ def import_file(
     session.commit()
     record_id, encoding = record.id, None
     try:
-        with relaxed_collector():
+        with bulk_job():
             file_source = _open(path, max_rows=max_rows, max_bytes=max_bytes)
             encoding = file_source.encoding
             scanned = _scan(file_source, max_rows=max_rows)
@@ -1266,52 +1286,131 @@ def _place_file(
         memo=lambda line: f"Placement {filename}, line {line}"[:200],
         lock=not dry_run,
     )
-    checks, report = _FileChecks(), _Report()
-    header, width = scanned.header, len(scanned.header)
-    records = source.records()
-    next(records)  # the header, judged by _scan
-    chunk: list[tuple[int, PlacementRow]] = []
-    judged = 0
-
-    def flush() -> None:
-        nonlocal judged
-        plan = placer.plan(chunk)
-        for line, errors, reference in plan.rejections:
-            report.reject(line, errors, reference)
-        placer.count(plan)
-        if not dry_run:
-            placer.write(plan, record.id)
-        if progress is not None:
-            progress(judged)
-        judged = 0
-        chunk.clear()
-
-    for line, cells in records:
-        judged += 1
-        values = _text_row(header, cells)
-        reference = values.get("account_reference", "").strip() or None
-        if len(cells) > width or (source.exact_width and len(cells) != width):
-            error = FieldError.from_error(
-                "",
-                DomainError(
-                    "field_count",
-                    "This line has {found} fields; the header has {expected}.",
-                    found=len(cells),
-                    expected=width,
-                ),
-            )
-            report.reject(line, [error], reference)
-            continue
-        row = checks.judge(report, line, reference, parse_text_row(values, today=today))
-        if row is None:
-            continue
-        chunk.append((line, row))
-        if len(chunk) >= CHUNK_ROWS:
-            flush()
-    flush()
-    placer.counts.rejected = report.rows
-    _store_rejections(session, record.id, sorted(report.rejections, key=lambda r: r.line))
+    judge = _Judge(source, scanned.header, today=today)
+    placer.waiting = judge.waiting
+    report = _Report()
+    with judge.running():
+        for chunk, judged in judge.chunks():
+            plan = placer.plan(chunk)
+            for line, errors, reference in plan.rejections:
+                report.reject(line, errors, reference)
+            placer.count(plan)
+            if not dry_run:
+                placer.write(plan, record.id)
+            if progress is not None:
+                progress(judged)
+    placer.counts.rejected = report.rows + judge.report.rows
+    rejections = sorted(judge.report.rejections + report.rejections, key=lambda r: r.line)
+    _store_rejections(session, record.id, rejections)
     return placer.counts
+
+
+class _Judge:
+    """The file's rows read and judged (the row rules, then the rules between rows) in a thread of
+    their own, handed over in chunks of accepted rows to the thread that plans and writes them.
+
+    The judging thread works only while the other waits: for the next chunk, or for the server
+    to finish a copy (``waiting`` set), when the server checks the foreign keys of all the copy's
+    rows — about 3.5 s of a 19 s import of 100,000 accounts in which that thread sat idle. At
+    any other moment the two would take turns at the interpreter (a thread runs Python only
+    while it holds it), each slowing the other down: so the judging thread looks at ``waiting``
+    before each row and waits for it otherwise. When the server answers, the writing thread has
+    the interpreter back within the switch interval (``portal.bulk``: 0.5 ms while an import runs).
+    Measured at 100,000 accounts: the first import about 2 s faster.
+
+    Rows are judged in the file's order, one chunk at most ahead of the one being written; the
+    judging thread's rejections are its own ``report``. An error in either thread stops both and
+    is raised in the writing thread."""
+
+    AHEAD = 1
+    """Chunks judged and not yet taken."""
+
+    def __init__(self, source: _Source, header: list[str], *, today: dt.date) -> None:
+        self.source, self.header, self.today = source, header, today
+        self.report = _Report()
+        self.waiting = threading.Event()
+        self._handed: queue.Queue[tuple[list[tuple[int, PlacementRow]], int] | BaseException | None] = (
+            queue.Queue(maxsize=self.AHEAD)
+        )
+        self._stop = False
+        self._thread = threading.Thread(target=self._work, name="placement-judge", daemon=True)
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """The judging thread runs within the block; on leaving it, it is stopped and joined."""
+        self._thread.start()
+        try:
+            yield
+        finally:
+            self._stop = True
+            self.waiting.set()
+            while self._thread.is_alive():  # let a hand-over blocked on a full queue end
+                with suppress(queue.Empty):
+                    self._handed.get_nowait()
+                self._thread.join(0.01)
+
+    def chunks(self) -> Iterator[tuple[list[tuple[int, PlacementRow]], int]]:
+        """Each chunk of accepted rows (line, row) and how many rows were judged for it."""
+        while True:
+            self.waiting.set()
+            try:
+                handed = self._handed.get()
+            finally:
+                self.waiting.clear()
+            if handed is None:
+                return
+            if isinstance(handed, BaseException):
+                raise handed
+            yield handed
+
+    def _work(self) -> None:
+        try:
+            self._judge_all()
+        except BaseException as error:  # noqa: BLE001 - handed over, raised in the writing thread
+            self._hand(error)
+
+    def _hand(self, item: tuple[list[tuple[int, PlacementRow]], int] | BaseException | None) -> None:
+        while not self._stop:
+            with suppress(queue.Full):
+                self._handed.put(item, timeout=0.1)
+                return
+
+    def _judge_all(self) -> None:
+        checks, report, today, waiting = _FileChecks(), self.report, self.today, self.waiting
+        header, width, exact_width = self.header, len(self.header), self.source.exact_width
+        records = self.source.records()
+        next(records)  # the header, judged by _scan
+        chunk: list[tuple[int, PlacementRow]] = []
+        judged = 0
+        for line, cells in records:
+            if not waiting.is_set():
+                waiting.wait()
+            if self._stop:
+                return
+            judged += 1
+            values = _text_row(header, cells)
+            reference = values.get("account_reference", "").strip() or None
+            if len(cells) > width or (exact_width and len(cells) != width):
+                error = FieldError.from_error(
+                    "",
+                    DomainError(
+                        "field_count",
+                        "This line has {found} fields; the header has {expected}.",
+                        found=len(cells),
+                        expected=width,
+                    ),
+                )
+                report.reject(line, [error], reference)
+                continue
+            row = checks.judge(report, line, reference, parse_text_row(values, today=today))
+            if row is None:
+                continue
+            chunk.append((line, row))
+            if len(chunk) >= CHUNK_ROWS:
+                self._hand((chunk, judged))
+                chunk, judged = [], 0
+        self._hand((chunk, judged))
+        self._hand(None)
 
 
 # --- The API -------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import gc
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.types import TypeDecorator
 
-from portal.bulk import RELAXED_FACTOR
+from portal.bulk import RELAXED_FACTOR, SWITCH_INTERVAL
 from portal.models import (
     Account,
     AuditEvent,
@@ -211,10 +213,12 @@ def test_the_import_tells_its_progress_in_rows(session: Session, creditor: Credi
     assert totals == [5] and sum(judged) == 5
 
 
-def test_the_import_runs_with_the_collectors_passes_relaxed(session: Session, creditor: Creditor) -> None:
-    # Its full passes over the many rows alive at once cost 3.6 s of 26 s at 100,000 rows (portal.bulk).
-    normal = gc.get_threshold()
-    during: list[tuple[int, int, int]] = []
+def test_the_import_runs_as_a_bulk_job(session: Session, creditor: Creditor) -> None:
+    """portal.bulk: the collector's passes rarer (its full walks over the many rows alive at once
+    cost 3.6 s of 26 s at 100,000 rows), the switch interval short (rows are judged in a second
+    thread), both put back after."""
+    normal = (gc.get_threshold(), sys.getswitchinterval())
+    during: list[tuple[tuple[int, int, int], float]] = []
 
     placements.import_file(
         session,
@@ -226,11 +230,75 @@ def test_the_import_runs_with_the_collectors_passes_relaxed(session: Session, cr
         dry_run=False,
         today=TODAY,
         max_rows=10,
-        progress=lambda _rows: during.append(gc.get_threshold()),
+        progress=lambda _rows: during.append((gc.get_threshold(), sys.getswitchinterval())),
     )
 
-    assert during and all(threshold[0] == normal[0] * RELAXED_FACTOR for threshold in during)
-    assert gc.get_threshold() == normal
+    threshold, interval = normal
+    inside = ((threshold[0] * RELAXED_FACTOR, *threshold[1:]), min(interval, SWITCH_INTERVAL))
+    assert during and set(during) == {inside}
+    assert (gc.get_threshold(), sys.getswitchinterval()) == normal
+
+
+def test_rows_judged_in_the_judging_thread_and_rows_refused_by_the_database_are_reported_together(
+    session: Session, creditor: Creditor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several chunks: a row refused by its own rules (judging thread) and one refused against
+    what is placed (writing thread) each in a different chunk, all in line order; every other
+    row applied."""
+    monkeypatch.setattr(placements, "CHUNK_ROWS", 2)
+    _import(session, creditor, DATA / "good.csv")
+    with (DATA / "good.csv").open(encoding="utf-8", newline="") as good:
+        rows = list(csv.DictReader(good))
+    rows[0] = {**rows[0], "currency": "USD"}  # LN-1001 is placed in CNY: currency_changed
+    rows[3] = {**rows[3], "principal": "ten"}  # its own rules: amount_invalid
+    changed = tmp_path / "changed.csv"
+    with changed.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    record = _import(session, creditor, changed)
+
+    assert (record.rows_total, record.rows_rejected, record.accounts_unchanged) == (5, 2, 3)
+    assert [(line, code) for line, _column, code in _reported(session, record)] == [
+        (2, "currency_changed"),
+        (5, "amount_invalid"),
+    ]
+
+
+def test_an_error_while_writing_stops_the_judging_thread_and_fails_the_import(
+    session: Session, creditor: Creditor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(placements, "CHUNK_ROWS", 1)
+
+    def broken(self: Any, plan: Any, import_id: int) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(placements._Placer, "write", broken)
+    before = threading.active_count()
+
+    record = _import(session, creditor, DATA / "good.csv")
+
+    assert (record.status, record.error_code) == ("failed", "import_failed")
+    assert "disk full" in (record.error_message or "")
+    assert threading.active_count() == before
+    assert _count(session, Account, Account.creditor_id == creditor.id) == 0
+
+
+def test_an_error_while_judging_is_raised_in_the_writing_thread_and_fails_the_import(
+    session: Session, creditor: Creditor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(values: Any, *, today: dt.date) -> Any:
+        raise RuntimeError("a bug in a rule")
+
+    monkeypatch.setattr(placements, "parse_text_row", broken)
+    before = threading.active_count()
+
+    record = _import(session, creditor, DATA / "good.csv")
+
+    assert (record.status, record.error_code) == ("failed", "import_failed")
+    assert "a bug in a rule" in (record.error_message or "")
+    assert threading.active_count() == before
 
 
 def test_only_the_lookups_are_planned_afresh_the_writes_keep_their_prepared_plans(
