@@ -66,8 +66,15 @@ def creditor(session: Session) -> Creditor:
 
 
 def _import(
-    session: Session, creditor: Creditor, path: Path, *, dry_run: bool = False, max_rows: int = 200_000
+    session: Session,
+    creditor: Creditor,
+    path: Path,
+    *,
+    dry_run: bool = False,
+    max_rows: int = 200_000,
+    **callbacks: Any,
 ) -> PlacementImport:
+    """``import_file`` as the command line calls it; ``callbacks``: ``progress``, ``counted``."""
     return placements.import_file(
         session,
         creditor_id=creditor.id,
@@ -78,6 +85,7 @@ def _import(
         dry_run=dry_run,
         today=TODAY,
         max_rows=max_rows,
+        **callbacks,
     )
 
 
@@ -196,18 +204,8 @@ def test_the_import_tells_its_progress_in_rows(session: Session, creditor: Credi
     totals: list[int] = []
     judged: list[int] = []
 
-    placements.import_file(
-        session,
-        creditor_id=creditor.id,
-        path=DATA / "bad_cells.csv",
-        filename="bad_cells.csv",
-        source="upload",
-        actor=SYSTEM,
-        dry_run=False,
-        today=TODAY,
-        max_rows=10,
-        progress=judged.append,
-        counted=totals.append,
+    _import(
+        session, creditor, DATA / "bad_cells.csv", max_rows=10, progress=judged.append, counted=totals.append
     )
 
     assert totals == [5] and sum(judged) == 5
@@ -220,16 +218,10 @@ def test_the_import_runs_as_a_bulk_job(session: Session, creditor: Creditor) -> 
     normal = (gc.get_threshold(), sys.getswitchinterval())
     during: list[tuple[tuple[int, int, int], float]] = []
 
-    placements.import_file(
+    _import(
         session,
-        creditor_id=creditor.id,
-        path=DATA / "good.csv",
-        filename="good.csv",
-        source="cli",
-        actor=SYSTEM,
-        dry_run=False,
-        today=TODAY,
-        max_rows=10,
+        creditor,
+        DATA / "good.csv",
         progress=lambda _rows: during.append((gc.get_threshold(), sys.getswitchinterval())),
     )
 
