@@ -13,22 +13,19 @@ from typing import Any
 
 import pytest
 import stripe
-from alembic import command
 from flask import Flask
-from sqlalchemy import Engine, create_engine, make_url, select, text
+from sqlalchemy import Engine, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from portal.db import make_engine
 from portal.integrations.seal import seal_key_from_config
 from portal.integrations.storage import document_storage_from_config
 from portal.integrations.stripe_gateway import client_from_config
-from portal.migrations import alembic_config
 from portal.models import Account, Borrower, EventSequence, IntegrationEvent, Plan
 from portal.services import agreements, autopay, borrower_contact, integration_events, payments
 from portal.services import hardship as hardship_service
 from portal.services.hardship import desk_today
 from tests import factories, plan_support
-from tests.conftest import _prepare_postgres
+from tests.conftest import own_postgres_engine
 from tests.stripe_support import LocalStripe, charge_refunded, dispute, event, refund
 from tests.webhook_support import active_plan, new_ids, new_payment, payment_intent
 from workflows.access import Role
@@ -349,19 +346,10 @@ def test_a_reader_paging_by_seq_gets_every_event_once_in_order(session: Session,
 def own_engine(database_url: str) -> Iterator[Engine]:
     """A database of its own on PostgreSQL, where transactions commit for real on their own
     connections (the test transaction is one connection)."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "postgresql":
+    if make_url(database_url).get_backend_name() != "postgresql":
         pytest.skip("transactions committing side by side need PostgreSQL; SQLite runs writers one at a time")
-    own = url.set(database=f"{url.database}_events").render_as_string(hide_password=False)
-    _prepare_postgres(own)
-    command.upgrade(alembic_config(own), "head")
-    engine = make_engine(own)
-    yield engine
-    engine.dispose()
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(own).database}" WITH (FORCE)'))
-    admin.dispose()
+    with own_postgres_engine(database_url, "events") as engine:
+        yield engine
 
 
 def test_an_event_committed_late_is_numbered_after_those_already_read(own_engine: Engine) -> None:

@@ -18,13 +18,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from alembic import command
 from flask import Flask
-from sqlalchemy import Engine, create_engine, func, make_url, select, text
+from sqlalchemy import Engine, func, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from portal.db import make_engine, utcnow
-from portal.migrations import alembic_config
+from portal.db import utcnow
 from portal.models import (
     Account,
     AuditEvent,
@@ -38,7 +36,7 @@ from portal.services import integration_events
 from portal.services import outgoing_webhooks as hooks
 from portal.services.audit import Actor
 from tests import factories
-from tests.conftest import _prepare_postgres
+from tests.conftest import own_postgres_engine
 from tests.stripe_support import free_port
 from workflows import webhook_delivery
 from workflows.access import Role
@@ -504,19 +502,10 @@ def test_the_minute_job_and_the_command_deliver(
 @pytest.fixture(scope="module")
 def own_engine(database_url: str) -> Iterator[Engine]:
     """A database of its own on PostgreSQL, where runs commit for real on their own connections."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "postgresql":
+    if make_url(database_url).get_backend_name() != "postgresql":
         pytest.skip("runs side by side need PostgreSQL; SQLite runs writers one at a time")
-    own = url.set(database=f"{url.database}_webhooks").render_as_string(hide_password=False)
-    _prepare_postgres(own)
-    command.upgrade(alembic_config(own), "head")
-    engine = make_engine(own)
-    yield engine
-    engine.dispose()
-    admin_engine = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin_engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(own).database}" WITH (FORCE)'))
-    admin_engine.dispose()
+    with own_postgres_engine(database_url, "webhooks") as engine:
+        yield engine
 
 
 def _queued(factory: sessionmaker[Session], url: str, events: int) -> int:
