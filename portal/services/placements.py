@@ -64,9 +64,22 @@ from typing import Any, Protocol, cast
 # refused with a ValueError.
 from defusedxml.ElementTree import ParseError
 from flask import g, has_request_context, request
-from sqlalchemy import JSON, ColumnElement, Select, Table, bindparam, func, insert, select, text, true, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Select,
+    Table,
+    bindparam,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
@@ -1289,7 +1302,7 @@ def _place_file(
     judge = _Judge(source, scanned.header, today=today)
     placer.waiting = judge.waiting
     report = _Report()
-    with judge.running():
+    with judge.running(), _signalling_statements(session.connection(), judge.waiting):
         for chunk, judged in judge.chunks():
             plan = placer.plan(chunk)
             for line, errors, reference in plan.rejections:
@@ -1305,13 +1318,38 @@ def _place_file(
     return placer.counts
 
 
+@contextmanager
+def _signalling_statements(connection: Connection, waiting: threading.Event) -> Iterator[None]:
+    """Within the block, ``waiting`` is set while each statement on ``connection`` runs, from the
+    moment it is sent until the driver has its result (the lookups, the ids taken from the
+    sequences, the updates: the server's time, which the judging thread may use)."""
+
+    def sent(*_: object) -> None:
+        waiting.set()
+
+    def answered(*_: object) -> None:
+        waiting.clear()
+
+    # A statement that fails leaves it set: the import fails with it, and _Judge.running stops
+    # the judging thread (handle_error cannot be heard on one connection).
+    hooks = (("before_cursor_execute", sent), ("after_cursor_execute", answered))
+    for name, hook in hooks:
+        event.listen(connection, name, hook)
+    try:
+        yield
+    finally:
+        for name, hook in hooks:
+            event.remove(connection, name, hook)
+
+
 class _Judge:
     """The file's rows read and judged (the row rules, then the rules between rows) in a thread of
     their own, handed over in chunks of accepted rows to the thread that plans and writes them.
 
-    The judging thread works only while the other waits: for the next chunk, or for the server
-    to finish a copy (``waiting`` set), when the server checks the foreign keys of all the copy's
-    rows — about 3.5 s of a 19 s import of 100,000 accounts in which that thread sat idle. At
+    The judging thread works only while the other waits (``waiting`` set): for the next chunk,
+    for a statement's result (``_signalling_statements``), or for the server to finish a copy,
+    when it checks the foreign keys of all the copy's rows — about 3.5 s of a 19 s import of
+    100,000 accounts in which that thread sat idle. At
     any other moment the two would take turns at the interpreter (a thread runs Python only
     while it holds it), each slowing the other down: so the judging thread looks at ``waiting``
     before each row and waits for it otherwise. When the server answers, the writing thread has

@@ -19,7 +19,7 @@ import openpyxl
 import pytest
 from flask import Flask, g
 from psycopg.errors import LockNotAvailable
-from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, func, make_url, select, text
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, event, func, make_url, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -256,6 +256,27 @@ def test_rows_judged_in_the_judging_thread_and_rows_refused_by_the_database_are_
         (2, "currency_changed"),
         (5, "amount_invalid"),
     ]
+
+
+def test_the_judging_thread_is_let_work_while_a_statement_runs_and_not_after(session: Session) -> None:
+    waiting, seen = threading.Event(), []
+    connection = session.connection()
+
+    def running(*_: object) -> None:  # heard after the hook under test: registered after it
+        seen.append(waiting.is_set())
+
+    with placements._signalling_statements(connection, waiting):
+        event.listen(connection, "before_cursor_execute", running)
+        try:
+            connection.execute(text("SELECT 1"))
+        finally:
+            event.remove(connection, "before_cursor_execute", running)
+        after_the_statement = waiting.is_set()
+    waiting.set()
+    connection.execute(text("SELECT 1"))
+
+    assert seen == [True] and after_the_statement is False
+    assert waiting.is_set()  # the hooks are gone after the block
 
 
 def test_an_error_while_writing_stops_the_judging_thread_and_fails_the_import(
