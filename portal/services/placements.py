@@ -724,7 +724,9 @@ class _Placer:
         return among(column, values, dialect=self.session.get_bind().dialect.name)
 
     def _existing_borrowers(self, references: Iterable[str]) -> dict[str, dict[str, Any]]:
-        wanted = sorted(set(references) - self.borrowers.keys())
+        # Not set(references) - self.borrowers.keys(): that walks every borrower met so far.
+        met = self.borrowers
+        wanted = sorted({reference for reference in references if reference not in met})
         if not wanted:
             return {}
         stmt = self._by_reference(
