@@ -652,7 +652,24 @@ def _balance_date(today: dt.date) -> Callable[[str], dt.date]:
 
 
 _MOST_DECIMALS = max(CURRENCY_EXPONENTS, key=CURRENCY_EXPONENTS.__getitem__)
-_PLAIN_AMOUNT = re.compile(r"(\d+)(?:\.(\d+))?", re.ASCII)
+_RATE_DECIMALS = 2
+"""A rate in percent has two decimals, as ``parse_rate_bp`` reads it (basis points)."""
+
+
+def _plain_minor(text: str, exponent: int) -> int | None:
+    """``text`` in minor units when it is plain — ASCII digits, then optionally a dot and at most
+    ``exponent`` more, ``MAX_AMOUNT_DIGITS`` digits in all — as nearly every cell of a file is;
+    None for anything else (``parse_amount`` then reads it, and says what is wrong). Partition
+    and ``isdigit``, not a regular expression: read six times a row."""
+    whole, dot, fraction = text.partition(".")
+    if not (whole.isascii() and whole.isdigit()):
+        return None
+    if dot and not (fraction.isascii() and fraction.isdigit()):
+        return None
+    if len(fraction) > exponent or len(whole) + len(fraction) > MAX_AMOUNT_DIGITS:
+        return None
+    scale: int = 10**exponent
+    return int(whole) * scale + (int(fraction) * 10 ** (exponent - len(fraction)) if fraction else 0)
 
 
 @lru_cache(maxsize=64)
@@ -664,14 +681,11 @@ def _money_text(currency: str | None) -> Callable[[str], int]:
     (nearly every cell) are read here; anything else goes to ``parse_amount``, which reads these
     the same way and says what is wrong with the rest."""
     exponent = CURRENCY_EXPONENTS[currency] if currency is not None else 0
-    scale: int = 10**exponent
 
     def read(text: str) -> int:
-        plain = _PLAIN_AMOUNT.fullmatch(text) if currency is not None else None
+        plain = _plain_minor(text, exponent) if currency is not None else None
         if plain is not None:
-            whole, fraction = plain.group(1), plain.group(2) or ""
-            if len(fraction) <= exponent and len(whole) + len(fraction) <= MAX_AMOUNT_DIGITS:
-                return int(whole) * scale + int(fraction.ljust(exponent, "0") or "0")
+            return plain
         if "," in text:
             raise DomainError(
                 "amount_invalid",
@@ -709,7 +723,8 @@ def _rate_bp(bp: int) -> int:
 def _rate_text(text: str) -> int:
     if "," in text:
         raise DomainError("rate_invalid", "Enter a rate such as 5.25 (percent a year).")
-    return _rate_bp(parse_rate_bp(text))
+    plain = _plain_minor(text, _RATE_DECIMALS)
+    return _rate_bp(plain if plain is not None else parse_rate_bp(text))
 
 
 # --- Reading a row -------------------------------------------------------------------------------

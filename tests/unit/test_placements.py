@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from workflows.errors import DomainError
 from workflows.ledger import EntryKind, Posting, apply_postings
-from workflows.money import CURRENCY_EXPONENTS, Component, parse_amount, plain_amount
+from workflows.money import CURRENCY_EXPONENTS, Component, parse_amount, parse_rate_bp, plain_amount
 from workflows.placements import (
     COLUMNS,
     CONTROL_CHARACTERS,
@@ -433,6 +433,23 @@ def test_file_amounts_are_read_in_major_units_into_minor_units(typed: str, curre
         )
     )
     assert (row.currency, row.principal, row.total) == (currency, minor, minor)
+
+
+@given(st.from_regex(r"\d{0,20}(\.\d{0,4})?|[0-9.,٣²-]{1,8}", fullmatch=True).filter(str.strip))
+def test_a_file_rate_reads_as_parse_rate_bp_reads_it(typed: str) -> None:
+    """Plain rates are read by the row rules themselves: the same basis points, or the same refusal,
+    as ``workflows.money.parse_rate_bp`` (then at most 100 %)."""
+    result = parse_text_row(text_row(annual_rate=typed), today=TODAY)
+    try:
+        expected = parse_rate_bp(typed)
+    except DomainError:
+        expected = None
+    if expected is None or expected > 10_000 or "," in typed:
+        assert isinstance(result, list)
+        assert [error.column for error in result][:1] == ["annual_rate"]
+    else:
+        assert isinstance(result, PlacementRow), [error.text() for error in result]
+        assert result.annual_rate_bp == expected
 
 
 @pytest.mark.parametrize(("typed", "bp"), [("18.5", 1850), ("0", 0), ("100", 10000), ("5.25", 525)])
@@ -865,7 +882,7 @@ def test_file_amounts_read_back_exactly(principal: int, interest: int, fees: int
     assert typed(row.principal) == values["principal"]
 
 
-@given(st.from_regex(r"\d{0,20}(\.\d{0,4})?|[0-9.,-]{1,8}", fullmatch=True).filter(str.strip), currencies)
+@given(st.from_regex(r"\d{0,20}(\.\d{0,4})?|[0-9.,٣²-]{1,8}", fullmatch=True).filter(str.strip), currencies)
 def test_a_file_amount_reads_as_parse_amount_reads_it(typed: str, currency: str) -> None:
     """The row rules read plain amounts themselves (the common case, quickly): the same value, or
     the same refusal, as ``workflows.money.parse_amount`` (thousands separators aside: refused)."""
