@@ -146,6 +146,32 @@ _CHANGE_COLUMNS = {
     "balance_date_stale": "balance_date",
 }
 """The column a refusal of ``plan_change`` is reported against (``balance_negative``: its component)."""
+_ENTRY_COLUMNS = (
+    "account_id",
+    "component",
+    "kind",
+    "amount",
+    "cause",
+    "memo",
+    "actor_type",
+    "actor_id",
+    "effective_on",
+    "posted_at",
+)
+"""A placement's ledger entries, as ``_Placer.write`` builds them (the id from the table's default)."""
+_EVENT_COLUMNS = (
+    "occurred_at",
+    "actor_type",
+    "actor_id",
+    "request_id",
+    "ip",
+    "action",
+    "object_type",
+    "object_id",
+    "before",
+    "after",
+)
+"""A placement's audit events, as ``_Placer._event`` builds them."""
 
 
 # --- The public shapes ---------------------------------------------------------------------------
@@ -635,29 +661,56 @@ def _insert_rows(
             ).scalars()
         )
     names = list(first)
-    # One C call a row for the values in column order (a tuple; a list where a column's values
-    # are converted).
+    # One C call a row for the values in column order.
     in_order = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
+    values = map(in_order, chain((first,), pending))
+    if ids:
+        _insert_values(session, table, ["id", *names], map(_prepend, new_ids, values), waiting=waiting)
+    else:
+        _insert_values(session, table, names, values, waiting=waiting)
+    return new_ids
+
+
+def _prepend(first: object, rest: Sequence[object]) -> tuple[object, ...]:
+    return (first, *rest)
+
+
+def _insert_values(
+    session: Session,
+    table: Table,
+    names: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    waiting: threading.Event | None = None,
+) -> None:
+    """INSERT ``rows`` given as values in the order of ``names`` (see ``_insert_rows``): what the
+    bulk writes of many rows build directly, no dict a row."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        listed = [dict(zip(names, row, strict=True)) for row in rows]
+        if listed:
+            connection.execute(insert(table), listed)
+        return
     processors = _bind_processors(table, names, connection.dialect)
-    quoted = ", ".join(f'"{name}"' for name in (["id", *names] if ids else names))
+    quoted = ", ".join(f'"{name}"' for name in names)
     driver = connection.connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor:
         try:
             with cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
-                for index, row in enumerate(chain((first,), pending)):
-                    values: Sequence[Any] = in_order(row)
+                for row in rows:
                     if processors:
-                        values = list(values)
+                        converted = list(row)
                         for position, process in processors:
-                            values[position] = process(values[position])
-                    copy.write_row((new_ids[index], *values) if ids else values)
+                            converted[position] = process(converted[position])
+                        copy.write_row(converted)
+                    else:
+                        copy.write_row(row)
                 if waiting is not None:
                     waiting.set()
         finally:
             if waiting is not None:
                 waiting.clear()
-    return new_ids
 
 
 def _bind_processors(table: Table, names: Sequence[str], dialect: Dialect) -> list[tuple[int, Any]]:
@@ -713,8 +766,8 @@ class _Placer:
         # of the same borrower (the same details: _FileChecks) has nothing more to do. The id is
         # None while the borrower is only planned (a dry run, or a request not yet written).
         self.borrowers: dict[str, int | None] = {}
-        self._shared: dict[str, Any] = {}
-        """The fields the audit events of the chunk being written share (``_shared_event_fields``)."""
+        self._shared: tuple[Any, ...] = ()
+        """The values the audit events of the chunk being written share (``_shared_event_fields``)."""
         self.waiting: threading.Event | None = None
         """Set while the end of a copy is waited for (``_insert_rows``)."""
 
@@ -948,30 +1001,35 @@ class _Placer:
                 )
                 for account in updated
             )
-        cause, posted_at = f"placement:{import_id}", utcnow()
+        cause, posted_at, actor_type, actor_id = (
+            f"placement:{import_id}",
+            utcnow(),
+            self.actor.type,
+            self.actor.id,
+        )
         entries = (
-            {
-                "account_id": account.account_id,
-                "component": posting.component.value,
-                "kind": kind.value,
-                "amount": posting.amount,
-                "cause": cause,
-                "memo": self.memo(account.line),
-                "actor_type": self.actor.type,
-                "actor_id": self.actor.id,
-                "effective_on": account.row.balance_date,
-                "posted_at": posted_at,
-            }
+            (
+                account.account_id,
+                posting.component.value,
+                kind.value,
+                posting.amount,
+                cause,
+                self.memo(account.line),
+                actor_type,
+                actor_id,
+                account.row.balance_date,
+                posted_at,
+            )
             for account in plan.accounts
             for kind, posting in account.change.postings
         )
-        _insert_rows(self.session, L, entries, waiting=self.waiting)
-        _insert_rows(self.session, E, chain.from_iterable(events), waiting=self.waiting)
+        _insert_values(self.session, L, _ENTRY_COLUMNS, entries, waiting=self.waiting)
+        _insert_values(self.session, E, _EVENT_COLUMNS, chain.from_iterable(events), waiting=self.waiting)
 
-    def _write_borrowers(self, plan: _ChunkPlan, import_id: int) -> Iterator[dict[str, Any]]:
+    def _write_borrowers(self, plan: _ChunkPlan, import_id: int) -> Iterator[tuple[Any, ...]]:
         """Insert the new borrowers (their ids noted for their accounts), update the changed ones;
         their audit events, to be built as they are written."""
-        events: list[Iterable[dict[str, Any]]] = []
+        events: list[Iterable[tuple[Any, ...]]] = []
         if plan.new_borrowers:
             now = utcnow()
             new_ids = _insert_rows(
@@ -1071,7 +1129,7 @@ class _Placer:
                 "import the file again."
             )
 
-    def _created_event(self, account: _AccountPlan, import_id: int) -> dict[str, Any]:
+    def _created_event(self, account: _AccountPlan, import_id: int) -> tuple[Any, ...]:
         values = account.values
         after = {
             "external_reference": values["external_reference"],
@@ -1101,29 +1159,31 @@ class _Placer:
         before: Mapping[str, object] | None,
         after: Mapping[str, object],
         import_id: int,
-    ) -> dict[str, Any]:
-        """An audit event as ``audit.record`` writes it, as a row for one bulk INSERT: the one place
-        a placement's audit events are built. As there, the sensitive fields of the object's table
-        (``object_type``) are recorded as set or empty, never by value (``personal_data.redact``)."""
-        return {
-            **self._shared,
-            "action": action,
-            "object_type": object_type,
-            "object_id": str(object_id),
-            "before": redact(object_type, _json(before)) if before is not None else None,
-            "after": redact(object_type, _json(after)) | {"placement_import": import_id},
-        }
+    ) -> tuple[Any, ...]:
+        """An audit event as ``audit.record`` writes it, as a row (``_EVENT_COLUMNS``) for one bulk
+        INSERT: the one place a placement's audit events are built. As there, the sensitive fields
+        of the object's table (``object_type``) are recorded as set or empty, never by value
+        (``personal_data.redact``)."""
+        return (
+            *self._shared,
+            action,
+            object_type,
+            str(object_id),
+            redact(object_type, _json(before)) if before is not None else None,
+            redact(object_type, _json(after)) | {"placement_import": import_id},
+        )
 
-    def _shared_event_fields(self) -> dict[str, Any]:
-        """What every audit event of a chunk holds alike: the time, the actor, the request."""
+    def _shared_event_fields(self) -> tuple[Any, ...]:
+        """What every audit event of a chunk holds alike (the first five of ``_EVENT_COLUMNS``): the
+        time, the actor, the request."""
         in_request = has_request_context()
-        return {
-            "occurred_at": utcnow(),
-            "actor_type": self.actor.type,
-            "actor_id": self.actor.id,
-            "request_id": g.get("request_id") if in_request else None,
-            "ip": request.remote_addr if in_request else None,
-        }
+        return (
+            utcnow(),
+            self.actor.type,
+            self.actor.id,
+            g.get("request_id") if in_request else None,
+            request.remote_addr if in_request else None,
+        )
 
 
 # --- The import of a file ------------------------------------------------------------------------
