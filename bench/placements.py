@@ -29,7 +29,10 @@ file in the same run.
 6. **10 % changed** (timed): a copy of the file with the interest of every tenth account raised
    by 12.34: that many accounts updated with one adjustment entry each.
 
-Also reported: the time the row rules alone take (the file read with the csv module and every
+Also reported: the machine's speed at the start and at the end of the run (``cpu yardstick``: the
+CPU seconds of 10,000,000 additions in a Python loop; ~0.8 s on these machines at their usual
+speed, up to ~1.2 s when the virtual machine's host is busy, with every figure slower alike), and
+the time the row rules alone take (the file read with the csv module and every
 row through ``parse_text_row``, no database), so the import's time can be told apart. Figures go
 to bench/results/<timestamp>-placements.json, each step with the machine's load average (1 minute)
 when it ended: other work on the machine moves these figures a lot. Target (issue 10): the first
@@ -384,6 +387,14 @@ def rules_only(path: Path, today: dt.date) -> float:
     return time.perf_counter() - started
 
 
+def cpu_yardstick() -> float:
+    """CPU seconds of a fixed pure-Python loop: how fast this machine runs Python right now."""
+    started, total = time.process_time(), 0
+    for number in range(10_000_000):
+        total += number
+    return round(time.process_time() - started, 3)
+
+
 def run_engine(url: str, folder: Path, args: argparse.Namespace, today: dt.date) -> dict[str, Any]:
     from portal import create_app
 
@@ -443,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": vars(args),
         "machine": machine(),
         "git": git_revision(),
+        "cpu_yardstick_s": {"before": cpu_yardstick()},
         "engines": {},
     }
     with tempfile.TemporaryDirectory(prefix="accord-bench-placements-") as name:
@@ -453,8 +465,14 @@ def main(argv: list[str] | None = None) -> int:
         for engine, url in engines.items():
             print(f"{engine}:", flush=True)
             results["engines"][engine] = run_engine(url, folder, args, today)
+    results["cpu_yardstick_s"]["after"] = cpu_yardstick()
     print()
     print(f"Placement import of {args.accounts:,} accounts ({args.borrowers:,} borrowers)")
+    yardstick = results["cpu_yardstick_s"]
+    print(
+        f"cpu yardstick (10^7 additions; ~0.8 s at this machine's usual speed): "
+        f"{yardstick['before']} s before, {yardstick['after']} s after"
+    )
     print(f"| {'engine':<10} | {'figure':<40} | {'seconds':>8} |")
     print(f"|{'-' * 12}|{'-' * 42}|{'-' * 10}|")
     met = True
