@@ -30,9 +30,9 @@ file in the same run.
    by 12.34: that many accounts updated with one adjustment entry each.
 
 Also reported: the machine's speed at the start and at the end of the run (``cpu yardstick``: the
-CPU seconds of 10,000,000 additions in a Python loop; ~0.8 s on these machines at their usual
-speed, up to ~1.2 s when the virtual machine's host is busy, with every figure slower alike), and
-the time the row rules alone take (the file read with the csv module and every
+CPU seconds of 10,000,000 additions in a Python loop; it moves by a third or more on these virtual
+machines when their host is busy, and every figure with it: compare it between runs), and the
+time the row rules alone take (the file read with the csv module and every
 row through ``parse_text_row``, no database), so the import's time can be told apart. Figures go
 to bench/results/<timestamp>-placements.json, each step with the machine's load average (1 minute)
 when it ended: other work on the machine moves these figures a lot. Target (issue 10): the first
@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Placement import of {args.accounts:,} accounts ({args.borrowers:,} borrowers)")
     yardstick = results["cpu_yardstick_s"]
     print(
-        f"cpu yardstick (10^7 additions; ~0.8 s at this machine's usual speed): "
+        f"cpu yardstick (10^7 additions in a Python loop, lower is faster): "
         f"{yardstick['before']} s before, {yardstick['after']} s after"
     )
     print(f"| {'engine':<10} | {'figure':<40} | {'seconds':>8} |")
