@@ -1411,12 +1411,12 @@ class _Judge:
     The judging thread works only while the other waits (``waiting`` set): for the next chunk,
     for a statement's result (``_signalling_statements``), or for the server to finish a copy,
     when it checks the foreign keys of all the copy's rows — about 3.5 s of a 19 s import of
-    100,000 accounts in which that thread sat idle. At
-    any other moment the two would take turns at the interpreter (a thread runs Python only
-    while it holds it), each slowing the other down: so the judging thread looks at ``waiting``
-    before each row and waits for it otherwise. When the server answers, the writing thread has
-    the interpreter back within the switch interval (``portal.bulk``: 0.5 ms while an import runs).
-    Measured at 100,000 accounts: the first import about 2 s faster.
+    100,000 accounts in which that thread sat idle. At any other moment the two would take turns
+    at the interpreter (a thread runs Python only while it holds it), each slowing the other
+    down: so the judging thread looks at ``waiting`` before each row and waits for it otherwise.
+    When the server answers, the writing thread has the interpreter back within the switch
+    interval (``portal.bulk``: 0.5 ms while an import runs). Measured at 100,000 accounts: the
+    first import about 2-3 s faster (bench/README.md, session 10).
 
     Rows are judged in the file's order, one chunk at most ahead of the one being written; the
     judging thread's rejections are its own ``report``. An error in either thread stops both and
