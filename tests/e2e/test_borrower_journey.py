@@ -296,6 +296,9 @@ def test_details_that_match_nobody_lead_to_the_same_code_page_and_nothing_is_sen
         before = outbox.last_id()
         identify(page, EN, identifier, born)
         sent = [m.recipient for m in outbox.messages_after(before)]
+        # innerText follows the layout: read before the stylesheets have arrived, the label and
+        # its input share a line ("6-digit code "), so the page is compared once it has loaded.
+        page.wait_for_load_state("load")
         return page.title(), page.locator("main").inner_text(), sent
 
     title, text, sent = code_page(borrower.reference, borrower.date_of_birth)
