@@ -246,6 +246,13 @@ MESSAGES = {
     "too_many_rows": _l("The file has too many rows: split it into smaller files."),
     "no_rows": _l("The file has a header but no rows."),
     "import_failed": _l("The import failed on our side and was rolled back. Please try again later."),
+    "import_not_queued": _l(
+        "The import could not be queued for a worker. Nothing was applied: upload the file again."
+    ),
+    "upload_missing": _l("The uploaded file was no longer stored. Nothing was applied: upload it again."),
+    "import_interrupted": _l(
+        "The import stopped before it finished (its worker or command ended). Nothing was applied."
+    ),
     # Placements: the header, and one row
     "column_unknown": _l("%(column)s is not a column of a placement file."),
     "column_duplicated": _l("The column %(column)s appears more than once."),

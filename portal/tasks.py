@@ -332,3 +332,41 @@ def reconcile_daily() -> int:
             run = reconciliation.reconcile(session, yesterday - dt.timedelta(days=1), yesterday)
     log.info("%s", reconciliation.summary(run))
     return sum((run.counts or {}).get("exceptions", {}).values())
+
+
+@huey.task()
+def place_upload(import_id: int) -> None:
+    """Place a lender's file uploaded by an admin (queued by ``placements.queue_upload``). Not
+    retried: a run that failed recorded why, and a worker that died leaves the import to
+    ``abandon_stalled_placements_hourly``. A second run of the job finds nothing to claim."""
+    from portal.extensions import db
+    from portal.integrations.storage import document_storage_from_config
+    from portal.services import placements
+    from portal.services.hardship import desk_today
+
+    with _app_context() as app, db.session_scope() as session:
+        record = placements.place_queued(
+            session,
+            import_id,
+            storage=document_storage_from_config(app.config),
+            today=desk_today(),
+            max_rows=app.config["PLACEMENT_MAX_ROWS"],
+        )
+    if record is not None:
+        log.info("placement import %s: %s", import_id, record.status)
+
+
+@periodic(crontab(minute="40"), hold=3600)
+def abandon_stalled_placements_hourly() -> int:
+    """Every hour: imports queued or running for over six hours (an import of the most rows takes
+    minutes; its worker or command died) recorded as failed, their stored files deleted."""
+    import datetime as dt
+
+    from portal.extensions import db
+    from portal.integrations.storage import document_storage_from_config
+    from portal.services import placements
+
+    with _app_context() as app, db.session_scope() as session:
+        return placements.abandon_stalled(
+            session, storage=document_storage_from_config(app.config), older_than=dt.timedelta(hours=6)
+        )

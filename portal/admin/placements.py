@@ -4,13 +4,16 @@ was applied, why the file or each refused row was not, as a page and as a CSV.
 
 The rules live in portal.services.placements (reading the file, upserting by the lender's
 references, the report) and workflows.placements (the columns, each row's checks). These views
-save the upload to a temporary file, hand it to the service and show what it recorded.
+save the upload to a temporary file (refusing one over PLACEMENT_MAX_BYTES), have the service keep
+it in the document store and queue its import for a background job (``tasks.place_upload``), and
+show what the import recorded; its page reloads itself until the job has run.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import os
 import tempfile
@@ -32,18 +35,20 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms import BooleanField, SelectField
 from wtforms.validators import InputRequired
 
+from portal import tasks
 from portal.admin import admin_bp
 from portal.auth.guards import requires
-from portal.errors import DETAILS, MESSAGES, TITLES, user_message
+from portal.errors import DETAILS, MESSAGES, TITLES
 from portal.extensions import db
+from portal.integrations.storage import document_storage_from_config
 from portal.models import Creditor, StaffUser
 from portal.models.placements import MAX_STORED_REJECTIONS, PlacementImport, PlacementRejection
 from portal.services import placements as placements_service
 from portal.services.audit import Actor
-from portal.services.hardship import desk_today
 from workflows.access import Permission
-from workflows.errors import DomainError
 from workflows.placements import COLUMNS
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
 """Refused rows shown per page of an import's report."""
@@ -55,6 +60,7 @@ _DOWNLOAD_BATCH = 1_000
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 STATUSES = {
+    "queued": _l("Waiting to run"),
     "running": _l("Running"),
     "validated": _l("Checked, nothing applied"),
     "applied": _l("Applied"),
@@ -151,16 +157,12 @@ def placements() -> Any:
             flash(_too_large_message(), "error")
             return redirect(url_for("admin.placements"))
         try:
-            record = _run_import(
+            record = _queue_import(
                 path,
                 creditor_id=form.creditor.data,
                 filename=upload.filename or path.name,
                 dry_run=form.dry_run.data,
             )
-        except DomainError as exc:
-            db.session.rollback()
-            flash(user_message(exc), "error")
-            return redirect(url_for("admin.placements"))
         finally:
             path.unlink(missing_ok=True)
         message, category = _outcome_flash(record)
@@ -204,26 +206,48 @@ def _saved_upload(stream: IO[bytes], limit: int) -> Path | None:
     return path
 
 
-def _run_import(path: Path, *, creditor_id: int, filename: str, dry_run: bool) -> PlacementImport:
-    actor = Actor.staff(current_user)
+def _queue_import(path: Path, *, creditor_id: int, filename: str, dry_run: bool) -> PlacementImport:
+    """The upload stored and its import queued for ``tasks.place_upload``, which runs it away
+    from this request (in immediate mode, as in the tests, before this returns). An import that
+    could not be queued is recorded as failed, its file deleted."""
+    storage = document_storage_from_config(current_app.config)
     # The service runs its own transactions on this session; the one this request opened to read
     # the lenders ends here (on SQLite every transaction holds the write lock).
     db.session.rollback()
-    return placements_service.import_file(
+    record = placements_service.queue_upload(
         db.session,
         creditor_id=creditor_id,
         path=path,
         filename=filename,
-        source="upload",
-        actor=actor,
+        actor=Actor.staff(current_user),
         dry_run=dry_run,
-        today=desk_today(),
-        max_rows=current_app.config["PLACEMENT_MAX_ROWS"],
+        storage=storage,
     )
+    import_id = record.id
+    try:
+        tasks.place_upload(import_id)
+    except Exception:
+        log.exception("placement import %s could not be queued", import_id)
+        db.session.rollback()
+        placements_service.abandon(
+            db.session,
+            import_id,
+            "import_not_queued",
+            "The import could not be queued for a worker. Nothing was applied: upload the file again.",
+            storage=storage,
+        )
+    db.session.expire_all()
+    record = db.session.get(PlacementImport, import_id)
+    assert record is not None
+    return record
 
 
 def _outcome_flash(record: PlacementImport) -> tuple[str, str]:
-    """A line on how the import ended; its page says what it did."""
+    """A line on how the import ended, or that it is on its way; its page says what it did."""
+    if record.status in ("queued", "running"):
+        return _(
+            "The file was received. Its import runs in the background; this page shows how it ends."
+        ), "info"
     if record.status == "applied":
         return _("The file was applied."), "info" if record.rows_rejected else "success"
     if record.status == "validated":
@@ -305,6 +329,7 @@ def placement_import(import_id: int) -> Any:
     return render_template(
         "admin/placement_import.html",
         record=record,
+        pending=record.status in ("queued", "running"),
         creditor=db.session.get(Creditor, record.creditor_id),
         who=_who(record),
         statuses=STATUSES,
@@ -329,8 +354,10 @@ def _who(record: PlacementImport) -> str:
 
 def _outcome(record: PlacementImport) -> list[str]:
     """What the import did to the accounts, in plain sentences."""
+    if record.status == "queued":
+        return [_("This import is waiting for a worker. This page reloads itself until it has run.")]
     if record.status == "running":
-        return [_("This import is still running. Reload the page to see how it ends.")]
+        return [_("This import is running. This page reloads itself until it ends.")]
     if record.status == "refused":
         return [_("Nothing was applied: the file was refused for the reason below.")]
     if record.status == "failed":

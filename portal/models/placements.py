@@ -13,9 +13,10 @@ from portal.models._types import BigId, one_of
 from portal.models.accounts import ACTOR_TYPES
 
 PLACEMENT_SOURCES = ("upload", "cli", "api")
-# running → validated (a dry run: nothing applied) | applied | refused (the file itself was
-# unreadable: nothing applied) | failed (an error of ours: nothing applied, the transaction rolled back).
-PLACEMENT_STATUSES = ("running", "validated", "applied", "refused", "failed")
+# (queued →) running → validated (a dry run: nothing applied) | applied | refused (the file itself
+# was unreadable: nothing applied) | failed (an error of ours, or the import was interrupted:
+# nothing applied, the transaction rolled back). Uploads wait queued for their background job.
+PLACEMENT_STATUSES = ("queued", "running", "validated", "applied", "refused", "failed")
 # The report keeps this many refused rows; the counts cover them all.
 MAX_STORED_REJECTIONS = 10_000
 
@@ -37,6 +38,9 @@ class PlacementImport(Base):
     encoding: Mapped[str | None] = mapped_column(String(16))
     dry_run: Mapped[bool] = mapped_column(default=False)
     status: Mapped[str] = mapped_column(String(16), default="running")
+    # The storage key of an uploaded file while its import waits or runs; deleted, and this
+    # cleared, once the import has finished.
+    upload_key: Mapped[str | None] = mapped_column(String(80))
     # Why the whole file was refused (status "refused" or "failed"): a code and an English sentence.
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(String(500))

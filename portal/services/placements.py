@@ -25,6 +25,11 @@ every other row is, all in ONE transaction: the import's rejections name exactly
 applied. A dry run makes the same checks, database included, and writes only the import and its
 rejections. An error of ours rolls everything back and records the import as ``failed``.
 
+**An upload** from the staff UI is not placed in its web request: ``queue_upload`` keeps the file
+sealed in the document store and records the import ``queued``; a background job
+(``place_queued``) claims it, places it as above and deletes the stored file. ``abandon_stalled``
+records as ``failed`` an import whose worker or command died while it waited or ran.
+
 **The API** (``apply_rows``) takes typed rows (``parse_json_row``) all or nothing: any rejection
 refuses the whole request (``PlacementRefused``, every rejection listed) and nothing is written.
 
@@ -48,7 +53,9 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import queue
+import tempfile
 import threading
 import warnings
 import zipfile
@@ -85,6 +92,7 @@ from sqlalchemy.types import TypeDecorator
 
 from portal.bulk import bulk_job
 from portal.db import among, utcnow
+from portal.integrations.storage import Storage
 from portal.models import (
     Account,
     AuditEvent,
@@ -97,7 +105,7 @@ from portal.models import (
 from portal.models.placements import MAX_STORED_REJECTIONS
 from portal.services import audit, integration_events
 from portal.services import policy as policy_service
-from portal.services.audit import Actor
+from portal.services.audit import SYSTEM, Actor
 from workflows.collections import days_past_due, next_stage
 from workflows.errors import DomainError
 from workflows.ledger import EntryKind
@@ -1285,6 +1293,155 @@ def import_file(
     ``MAX_STORED_REJECTIONS``; the counts cover them all). ``counted`` is told the number of rows
     once the first pass has counted them, ``progress`` the rows judged after each chunk;
     ``max_bytes`` refuses a larger file (``file_too_large``)."""
+    record = _new_import(
+        session,
+        creditor_id=creditor_id,
+        path=path,
+        filename=filename,
+        source=source,
+        actor=actor,
+        dry_run=dry_run,
+        status="running",
+    )
+    return _run_import(
+        session,
+        record,
+        path,
+        actor=actor,
+        today=today,
+        max_rows=max_rows,
+        progress=progress,
+        counted=counted,
+        max_bytes=max_bytes,
+    )
+
+
+def queue_upload(
+    session: Session,
+    *,
+    creditor_id: int,
+    path: Path,
+    filename: str,
+    actor: Actor,
+    dry_run: bool,
+    storage: Storage,
+) -> PlacementImport:
+    """An uploaded file kept for its job: sealed in ``storage`` and its import recorded as
+    ``queued`` (audited as ``placement_import.queued``); commits. ``place_queued`` runs it, away
+    from the request: a file of the most rows an import takes outlasts any web server's timeout."""
+    key = storage.put(path.read_bytes(), suffix=".upload")
+    try:
+        record = _new_import(
+            session,
+            creditor_id=creditor_id,
+            path=path,
+            filename=filename,
+            source="upload",
+            actor=actor,
+            dry_run=dry_run,
+            status="queued",
+            upload_key=key,
+        )
+    except BaseException:
+        session.rollback()
+        storage.delete(key)
+        raise
+    return record
+
+
+def place_queued(
+    session: Session, import_id: int, *, storage: Storage, today: dt.date, max_rows: int
+) -> PlacementImport | None:
+    """Run a queued import (``queue_upload``) and delete its stored file; commits.
+
+    The import is claimed first, ``queued`` → ``running`` in one conditional UPDATE, so the job
+    run twice (a retry, two workers) places the file once: the second finds nothing to claim and
+    returns None. Whatever the outcome, the stored file is deleted once the outcome is recorded."""
+    claimed = session.execute(
+        update(PlacementImport)
+        .where(PlacementImport.id == import_id, PlacementImport.status == "queued")
+        .values(status="running", started_at=utcnow())
+    )
+    session.commit()
+    if not claimed.rowcount:  # type: ignore[attr-defined]
+        return None
+    record = session.get(PlacementImport, import_id, populate_existing=True)
+    assert record is not None
+    assert record.upload_key is not None
+    key, actor = record.upload_key, Actor(record.actor_type, record.actor_id)
+    try:
+        data = storage.open(key)
+    except FileNotFoundError:
+        message = "The uploaded file was no longer stored. Nothing was applied: upload it again."
+        return abandon(session, import_id, "upload_missing", message, storage=storage)
+    fd, name = tempfile.mkstemp(prefix="accord-placement-", suffix=".upload")  # 0600
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        del data
+        record = _run_import(session, record, path, actor=actor, today=today, max_rows=max_rows)
+    finally:
+        path.unlink(missing_ok=True)
+    _forget_upload(session, record, storage)
+    return record
+
+
+def abandon(
+    session: Session, import_id: int, code: str, message: str, *, storage: Storage | None = None
+) -> PlacementImport | None:
+    """A queued or running import that will not finish recorded as ``failed`` with ``code`` and
+    ``message`` (nothing of it was applied: an import applies all in one transaction), its stored
+    file deleted; commits. None if it had finished already."""
+    record = session.get(PlacementImport, import_id, with_for_update=True, populate_existing=True)
+    if record is None or record.status not in ("queued", "running"):
+        session.rollback()
+        return None
+    record.error_code, record.error_message = code, message[:_MESSAGE_LENGTH]
+    record = _finish(session, record, SYSTEM, "failed")
+    if storage is not None:
+        _forget_upload(session, record, storage)
+    return record
+
+
+def abandon_stalled(session: Session, *, storage: Storage, older_than: dt.timedelta) -> int:
+    """Imports queued or running for longer than ``older_than`` — their worker or command died, as
+    an import of the most rows takes minutes — recorded as ``failed`` (``import_interrupted``);
+    commits. Returns how many."""
+    stalled = session.scalars(
+        select(PlacementImport.id).where(
+            PlacementImport.status.in_(("queued", "running")),
+            PlacementImport.started_at < utcnow() - older_than,
+        )
+    ).all()
+    message = "The import stopped before it finished (its worker or command ended). Nothing was applied."
+    return sum(
+        abandon(session, import_id, "import_interrupted", message, storage=storage) is not None
+        for import_id in stalled
+    )
+
+
+def _forget_upload(session: Session, record: PlacementImport, storage: Storage) -> None:
+    """The stored upload of a finished import deleted, and the import no longer naming it."""
+    if record.upload_key is None:
+        return
+    storage.delete(record.upload_key)
+    record.upload_key = None
+    session.commit()
+
+
+def _new_import(
+    session: Session,
+    *,
+    creditor_id: int,
+    path: Path,
+    filename: str,
+    source: str,
+    actor: Actor,
+    dry_run: bool,
+    status: str,
+    upload_key: str | None = None,
+) -> PlacementImport:
     sha256, size = _digest(path)
     record = PlacementImport(
         creditor_id=creditor_id,
@@ -1293,12 +1450,46 @@ def import_file(
         sha256=sha256,
         size_bytes=size,
         dry_run=dry_run,
-        status="running",
+        status=status,
+        upload_key=upload_key,
         actor_type=actor.type,
         actor_id=actor.id,
     )
     session.add(record)
+    if status == "queued":
+        session.flush()
+        audit.record(
+            session,
+            actor,
+            "placement_import.queued",
+            "placement_import",
+            record.id,
+            after={
+                "creditor_id": creditor_id,
+                "source": source,
+                "filename": record.filename,
+                "sha256": sha256,
+                "size_bytes": size,
+                "dry_run": dry_run,
+            },
+        )
     session.commit()
+    return record
+
+
+def _run_import(
+    session: Session,
+    record: PlacementImport,
+    path: Path,
+    *,
+    actor: Actor,
+    today: dt.date,
+    max_rows: int,
+    progress: Callable[[int], None] | None = None,
+    counted: Callable[[int], None] | None = None,
+    max_bytes: int | None = None,
+) -> PlacementImport:
+    """Both passes over the file of an import that is ``running`` (see ``import_file``)."""
     record_id, encoding = record.id, None
     try:
         with bulk_job():
@@ -1314,7 +1505,7 @@ def import_file(
                 scanned,
                 actor=actor,
                 today=today,
-                dry_run=dry_run,
+                dry_run=record.dry_run,
                 progress=progress,
             )
     except _FileRefusedError as refused:
@@ -1332,7 +1523,7 @@ def import_file(
         return _finish(session, record, actor, "failed")
     record.encoding = encoding
     _set_counts(record, counts, scanned.rows)
-    return _finish(session, record, actor, "validated" if dry_run else "applied")
+    return _finish(session, record, actor, "validated" if record.dry_run else "applied")
 
 
 def _reloaded(session: Session, record_id: int) -> PlacementImport:

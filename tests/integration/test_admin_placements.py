@@ -4,6 +4,7 @@ what was applied, each refused row with its line, column and reason, as a page a
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 
@@ -15,13 +16,19 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.test import EnvironBuilder, TestResponse
 
+from portal import tasks
+from portal.db import utcnow
 from portal.errors import MESSAGES
-from portal.models import Account, Creditor, PlacementImport, PlacementRejection
+from portal.integrations.storage import Storage, document_storage_from_config
+from portal.models import Account, AuditEvent, Creditor, LedgerEntry, PlacementImport, PlacementRejection
+from portal.services import placements
 from portal.services.hardship import desk_today
 from tests import factories
 from tests.conftest import sign_in
 from workflows.access import Permission, Role, can
 from workflows.placements import PlacementRow, check_header, parse_text_row
+
+PLACE_UPLOAD = tasks.place_upload  # the job itself, before any test stands in for it
 
 HEADER = (
     "account_reference",
@@ -397,3 +404,151 @@ def test_an_unknown_import_is_not_found(signed_in) -> None:  # type: ignore[no-u
     client = signed_in(Role.ADMIN)
     assert client.get("/admin/placements/999999").status_code == 404
     assert client.get("/admin/placements/999999/rejections.csv").status_code == 404
+
+
+# --- The upload's background job ------------------------------------------------------------------
+
+
+@pytest.fixture
+def queued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ids of the imports the upload form queues, their job not run (as when no worker has
+    picked it up yet); ``tasks.place_upload`` runs one."""
+    ids: list[int] = []
+    monkeypatch.setattr(tasks, "place_upload", ids.append)
+    return ids
+
+
+def _stored(app: Flask) -> Storage:
+    return document_storage_from_config(app.config)
+
+
+def test_an_upload_waits_for_its_job_sealed_in_storage_and_its_page_reloads_until_it_has_run(
+    signed_in, session: Session, app: Flask, queued: list[int]
+) -> None:  # type: ignore[no-untyped-def]
+    client = signed_in(Role.ADMIN)
+    creditor = factories.creditor(session)
+    data = _csv(_row("LN-Q1"), _row("LN-Q2", borrower_reference="C-2", phone="13900139000"))
+
+    response = _upload(client, creditor, data)
+
+    import_id = _import_id(response)
+    assert queued == [import_id]
+    record = session.get(PlacementImport, import_id)
+    assert record is not None and record.status == "queued" and record.upload_key is not None
+    key = record.upload_key
+    assert _stored(app).open(key) == data
+    assert "王小明".encode() not in _stored(app).raw(key)  # sealed at rest, like every stored file
+    assert _accounts(session, creditor) == []
+    event = session.scalar(
+        select(AuditEvent).where(
+            AuditEvent.action == "placement_import.queued", AuditEvent.object_id == str(import_id)
+        )
+    )
+    assert event is not None and event.actor_type == "staff" and event.after["sha256"] == record.sha256
+    page = client.get(response.location).get_data(as_text=True)
+    assert "The file was received." in page  # the flash
+    assert "This import is waiting for a worker." in page and "Waiting to run" in page
+    assert '<meta http-equiv="refresh" content="5">' in page
+    assert 'id="counts-h"' not in page  # no counts before there are any
+
+    PLACE_UPLOAD(import_id)  # the worker's turn
+
+    session.expire_all()
+    record = session.get(PlacementImport, import_id)
+    assert record is not None and record.status == "applied" and record.upload_key is None
+    assert not _stored(app).exists(key)
+    assert [a.external_reference for a in _accounts(session, creditor)] == ["LN-Q1", "LN-Q2"]
+    page = client.get(response.location).get_data(as_text=True)
+    assert "2 accounts applied: 2 new, 0 updated, 0 unchanged." in page
+    assert 'http-equiv="refresh"' not in page and 'id="counts-h"' in page
+
+
+def test_the_job_run_twice_places_the_file_once(
+    signed_in, session: Session, app: Flask, queued: list[int]
+) -> None:  # type: ignore[no-untyped-def]
+    client = signed_in(Role.ADMIN)
+    creditor = factories.creditor(session)
+    import_id = _import_id(_upload(client, creditor, _csv(_row("LN-T1"))))
+    PLACE_UPLOAD(import_id)
+    session.expire_all()
+    entries = session.scalar(select(func.count()).select_from(LedgerEntry)) or 0
+
+    again = placements.place_queued(session, import_id, storage=_stored(app), today=desk_today(), max_rows=10)
+
+    assert again is None
+    assert session.scalar(select(func.count()).select_from(LedgerEntry)) == entries
+    record = session.get(PlacementImport, import_id)
+    assert record is not None and record.status == "applied" and record.accounts_created == 1
+
+
+def test_an_upload_that_cannot_be_queued_fails_at_once_and_leaves_no_file(
+    signed_in, session: Session, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    def unreachable(_import_id: int) -> None:
+        raise ConnectionError("the queue is not reachable")
+
+    monkeypatch.setattr(tasks, "place_upload", unreachable)
+    client = signed_in(Role.ADMIN)
+    creditor = factories.creditor(session)
+    files = set(_stored(app).stored_keys())
+
+    response = _upload(client, creditor, _csv(_row("LN-U1")))
+
+    record = session.get(PlacementImport, _import_id(response))
+    assert record is not None and record.status == "failed" and record.error_code == "import_not_queued"
+    assert record.upload_key is None and record.finished_at is not None
+    assert set(_stored(app).stored_keys()) == files  # the upload's file deleted
+    assert _accounts(session, creditor) == []
+    page = client.get(response.location).get_data(as_text=True)
+    assert "The import failed on our side: nothing was applied." in page  # the flash
+    assert "import_not_queued" in page
+
+
+def test_a_job_whose_file_is_gone_records_the_import_as_failed(
+    signed_in, session: Session, app: Flask, queued: list[int]
+) -> None:  # type: ignore[no-untyped-def]
+    client = signed_in(Role.ADMIN)
+    creditor = factories.creditor(session)
+    import_id = _import_id(_upload(client, creditor, _csv(_row("LN-G1"))))
+    record = session.get(PlacementImport, import_id)
+    assert record is not None and record.upload_key is not None
+    _stored(app).delete(record.upload_key)
+
+    PLACE_UPLOAD(import_id)
+
+    session.expire_all()
+    record = session.get(PlacementImport, import_id)
+    assert record is not None and record.status == "failed" and record.error_code == "upload_missing"
+    assert record.upload_key is None and _accounts(session, creditor) == []
+
+
+def test_imports_left_waiting_or_running_for_hours_are_recorded_as_failed(
+    signed_in, session: Session, app: Flask, queued: list[int]
+) -> None:  # type: ignore[no-untyped-def]
+    client = signed_in(Role.ADMIN)
+    creditor = factories.creditor(session)
+    stalled, recent, done = (
+        _import_id(_upload(client, creditor, _csv(_row(reference))))
+        for reference in ("LN-S1", "LN-S2", "LN-S3")
+    )
+    PLACE_UPLOAD(done)
+    session.expire_all()
+    records = {i: session.get(PlacementImport, i) for i in (stalled, recent, done)}
+    long_ago = utcnow() - dt.timedelta(hours=7)
+    for import_id in (stalled, done):
+        records[import_id].started_at = long_ago  # type: ignore[union-attr]
+    stalled_key = records[stalled].upload_key  # type: ignore[union-attr]
+    session.commit()
+
+    count = placements.abandon_stalled(session, storage=_stored(app), older_than=dt.timedelta(hours=6))
+
+    assert count == 1
+    session.expire_all()
+    assert [session.get(PlacementImport, i).status for i in (stalled, recent, done)] == [  # type: ignore[union-attr]
+        "failed",
+        "queued",
+        "applied",
+    ]
+    assert session.get(PlacementImport, stalled).error_code == "import_interrupted"  # type: ignore[union-attr]
+    assert stalled_key is not None and not _stored(app).exists(stalled_key)
+    assert placements.abandon_stalled(session, storage=_stored(app), older_than=dt.timedelta(hours=6)) == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -36,18 +38,22 @@ def test_the_database_is_at_the_single_head(database_url: str) -> None:
     engine.dispose()
 
 
-def test_migrations_downgrade_to_nothing_and_upgrade_again(database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def _scratch(database_url: str, tmp_path: Path) -> str:
+    """An empty database of the same kind as the tests' own."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
-        scratch = f"sqlite:///{tmp_path / 'scratch.db'}"
-    else:
-        name = f"{url.database}_migrations"
-        admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        scratch = url.set(database=name).render_as_string(hide_password=False)
+        return f"sqlite:///{tmp_path / 'scratch.db'}"
+    name = f"{url.database}_migrations"
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def test_migrations_downgrade_to_nothing_and_upgrade_again(database_url: str, tmp_path: Path) -> None:
+    scratch = _scratch(database_url, tmp_path)
     cfg = alembic_config(scratch)
     command.upgrade(cfg, "head")
     command.downgrade(cfg, "base")
@@ -57,6 +63,50 @@ def test_migrations_downgrade_to_nothing_and_upgrade_again(database_url: str, tm
     command.upgrade(cfg, "head")
     engine = make_engine(scratch)
     assert "ledger_entry" in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_a_table_other_rows_refer_to_is_altered_with_its_rows_kept(database_url: str, tmp_path: Path) -> None:
+    """SQLite alters a table by copying it and dropping the original, which fails while foreign
+    keys are enforced and other tables' rows refer to it: here b8e4d2a61f37, which changes a check
+    constraint of placement_import, on a database holding imports and their refused rows."""
+    scratch = _scratch(database_url, tmp_path)
+    cfg = alembic_config(scratch)
+    command.upgrade(cfg, "7c41d9e2b6a3")
+    engine = make_engine(scratch)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO creditor (id, code, name, created_at) VALUES (1, 'L', 'Lender', CURRENT_TIMESTAMP)"))
+        conn.execute(
+            text(
+                "INSERT INTO placement_import (id, creditor_id, source, filename, sha256, size_bytes,"
+                " dry_run, status, rows_total, rows_accepted, rows_rejected, accounts_created,"
+                " accounts_updated, accounts_unchanged, borrowers_created, borrowers_updated,"
+                " adjustment_entries, actor_type, started_at)"
+                " VALUES (1, 1, 'cli', 'a.csv', :sha, 10, false, 'applied', 1, 0, 1, 0, 0, 0, 0, 0, 0,"
+                " 'system', CURRENT_TIMESTAMP)"
+            ),
+            {"sha": "0" * 64},
+        )
+        conn.execute(
+            text(
+                'INSERT INTO placement_rejection (import_id, line, "column", code, message)'
+                " VALUES (1, 2, 'email', 'email_invalid', 'x is not an e-mail address.')"
+            )
+        )
+    engine.dispose()
+
+    command.upgrade(cfg, "head")
+    command.downgrade(cfg, "-1")
+    command.upgrade(cfg, "head")
+
+    engine = make_engine(scratch)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id, status FROM placement_import")).all() == [(1, "applied")]
+        assert conn.execute(text("SELECT import_id, line FROM placement_rejection")).all() == [(1, 2)]
+        conn.execute(text("UPDATE placement_import SET status = 'queued'"))  # the new status is allowed
+        conn.rollback()
+        if engine.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # enforced again
     engine.dispose()
 
 
