@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import select
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from functools import wraps
+from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, has_app_context
 from sqlalchemy import ColumnElement, DateTime, Engine, MetaData, any_, bindparam, create_engine, event
@@ -155,23 +156,29 @@ class _Bound:
     _reader: sessionmaker[Session] | None = None
 
     def reader(self) -> sessionmaker[Session] | None:
-        """Sessions for requests that only read, on PostgreSQL: an engine of their own, made
+        """Sessions for requests that only read. On PostgreSQL: an engine of their own, made
         on first use, whose connections run in autocommit and which the server holds read-only
-        (``default_transaction_read_only``: it refuses any write, loudly).
+        (``default_transaction_read_only``: it refuses any write, loudly). On SQLite: the same
+        engine, its transactions begun without the write lock (``BEGIN``, not ``BEGIN
+        IMMEDIATE``; see ``_configure_sqlite``), so such a request reads, in WAL mode, while
+        another holds the lock — a placement import, say, which holds it until it has placed the
+        whole file — instead of queueing behind it.
 
         Why: such a request needs no transaction of its own. In autocommit there is no
         ``BEGIN`` and no ``COMMIT``, two round trips of the four the dashboard made; and no
         ``ROLLBACK``, at which psycopg forgets a connection's prepared statements, so a statement
         run five times on a connection is prepared and no longer planned. Each statement sees
         its own snapshot, which a page that reads the borrower and then their accounts does not
-        mind. None on SQLite, or where sessions are bound to a connection (the tests'
-        transaction): those requests run as any other."""
+        mind. None where sessions are bound to a connection (the tests' transaction): those
+        requests run as any other."""
         if self._reader is None:
-            if (
-                not isinstance(self.session_factory.kw.get("bind"), Engine)
-                or self.engine.dialect.name != "postgresql"
-            ):
+            if not isinstance(self.session_factory.kw.get("bind"), Engine):
                 return None
+            if self.engine.dialect.name == "sqlite":
+                self._reader = sessionmaker(
+                    bind=self.engine.execution_options(read_only=True), expire_on_commit=False
+                )
+                return self._reader
             engine = make_engine(
                 self.engine.url.render_as_string(hide_password=False),
                 isolation_level="AUTOCOMMIT",
@@ -181,9 +188,9 @@ class _Bound:
         return self._reader
 
     def dispose(self) -> None:
-        """Close the pooled connections of both engines."""
+        """Close the pooled connections of both engines (one, on SQLite)."""
         self.engine.dispose()
-        if self._reader is not None:
+        if self._reader is not None and self.engine.dialect.name != "sqlite":
             self._reader.kw["bind"].dispose()
 
 
@@ -228,11 +235,12 @@ class Database:
             session.close()
 
     def read_only(self) -> bool:
-        """Declare, before this request touches the database, that it only reads: on PostgreSQL
-        its session is one of ``_Bound.reader``'s (autocommit, the server refusing writes).
+        """Declare, before this request touches the database, that it only reads: its session
+        is one of ``_Bound.reader``'s (on PostgreSQL autocommit, the server refusing writes; on
+        SQLite transactions that do not wait for the write lock).
 
         Returns False, and changes nothing, where it cannot apply: the request's session exists
-        already, SQLite, or sessions bound to a connection (the tests' transaction)."""
+        already, or sessions are bound to a connection (the tests' transaction)."""
         if not has_app_context() or "db_session" in g:
             return False
         reader = self.bound().reader()
@@ -250,3 +258,17 @@ class Database:
 
 
 db = Database()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reads_only(view: F) -> F:
+    """The view changes nothing: its database transaction is read-only (``db.read_only``). Put
+    it above the decorators that load the user through the request's session."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        db.read_only()
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

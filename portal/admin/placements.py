@@ -38,6 +38,7 @@ from wtforms.validators import InputRequired
 from portal import tasks
 from portal.admin import admin_bp
 from portal.auth.guards import requires
+from portal.db import reads_only
 from portal.errors import DETAILS, MESSAGES, TITLES
 from portal.extensions import db
 from portal.integrations.storage import document_storage_from_config
@@ -308,6 +309,7 @@ def reason(code: str | None, english: str, column: str = "") -> Reason:
 
 
 @admin_bp.get("/placements/<int:import_id>")
+@reads_only  # reloaded while the import runs: on SQLite it would wait for the import's write lock
 @requires(Permission.MANAGE_INTEGRATION)
 def placement_import(import_id: int) -> Any:
     record = db.session.get(PlacementImport, import_id)

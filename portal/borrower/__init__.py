@@ -13,6 +13,7 @@ from flask_login import current_user, login_user
 
 from portal.auth.guards import end_session, session_still_fresh
 from portal.borrower.forms import CodeForm, IdentifyForm
+from portal.db import reads_only
 from portal.errors import user_message
 from portal.extensions import db, limiter
 from portal.models import Borrower
@@ -49,18 +50,6 @@ def borrower_required(view: F) -> F:
         return view(*args, **kwargs)
 
     wrapper.borrower_only = True  # type: ignore[attr-defined]
-    return wrapper  # type: ignore[return-value]
-
-
-def reads_only(view: F) -> F:
-    """The view changes nothing: its database transaction is read-only (``db.read_only``).
-    Put it above ``borrower_required``, which loads the user through the request's session."""
-
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        db.read_only()
-        return view(*args, **kwargs)
-
     return wrapper  # type: ignore[return-value]
 
 

@@ -1362,9 +1362,19 @@ def place_queued(
         .where(PlacementImport.id == import_id, PlacementImport.status == "queued")
         .values(status="running", started_at=utcnow())
     )
-    session.commit()
     if not claimed.rowcount:  # type: ignore[attr-defined]
+        session.commit()  # the UPDATE changed nothing; the caller's transaction ends as always
         return None
+    audit.record(
+        session,
+        SYSTEM,
+        "placement_import.started",
+        "placement_import",
+        import_id,
+        before={"status": "queued"},
+        after={"status": "running"},
+    )
+    session.commit()
     record = session.get(PlacementImport, import_id, populate_existing=True)
     assert record is not None
     assert record.upload_key is not None

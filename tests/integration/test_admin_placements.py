@@ -456,6 +456,12 @@ def test_an_upload_waits_for_its_job_sealed_in_storage_and_its_page_reloads_unti
     session.expire_all()
     record = session.get(PlacementImport, import_id)
     assert record is not None and record.status == "applied" and record.upload_key is None
+    actions = session.scalars(
+        select(AuditEvent.action)
+        .where(AuditEvent.object_type == "placement_import", AuditEvent.object_id == str(import_id))
+        .order_by(AuditEvent.id)
+    ).all()
+    assert actions == ["placement_import.queued", "placement_import.started", "placement_import.applied"]
     assert not _stored(app).exists(key)
     assert [a.external_reference for a in _accounts(session, creditor)] == ["LN-Q1", "LN-Q2"]
     page = client.get(response.location).get_data(as_text=True)

@@ -4,6 +4,7 @@ read-only request cannot write and keeps its prepared statements."""
 from __future__ import annotations
 
 import socket
+import sqlite3
 import time
 
 import pytest
@@ -136,8 +137,24 @@ def test_the_dashboard_runs_read_only(make_app, database_url: str) -> None:  # t
             db.session.commit()
 
 
-def test_on_sqlite_a_read_only_request_is_an_ordinary_one(make_app, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    app = make_app(DATABASE_URL=f"sqlite:///{tmp_path / 'ro.db'}")
-    with app.test_request_context("/"):
-        assert not db.read_only()
-        assert db.session.scalar(text("SELECT 1")) == 1
+def test_on_sqlite_a_read_only_request_reads_while_another_holds_the_write_lock(make_app, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Every other transaction on SQLite begins by taking the write lock (BEGIN IMMEDIATE), and
+    would wait here until the writer ends (a placement import: the whole file)."""
+    path = tmp_path / "ro.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE t (x INTEGER)")
+    writer.execute("INSERT INTO t VALUES (1)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (2)")  # the write lock held, the row not committed
+    try:
+        app = make_app(DATABASE_URL=f"sqlite:///{path}")
+        with app.test_request_context("/"):
+            assert db.read_only()
+            assert db.session.scalars(text("SELECT x FROM t")).all() == [1]
+            db.session.commit()
+        with app.test_request_context("/"):  # an ordinary request is not read-only
+            assert db.session.get_bind().get_execution_options().get("read_only") is None
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

@@ -75,7 +75,9 @@ def test_a_table_other_rows_refer_to_is_altered_with_its_rows_kept(database_url:
     command.upgrade(cfg, "7c41d9e2b6a3")
     engine = make_engine(scratch)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO creditor (id, code, name, created_at) VALUES (1, 'L', 'Lender', CURRENT_TIMESTAMP)"))
+        conn.execute(
+            text("INSERT INTO creditor (id, code, name, created_at) VALUES (1, 'L', 'L', CURRENT_TIMESTAMP)")
+        )
         conn.execute(
             text(
                 "INSERT INTO placement_import (id, creditor_id, source, filename, sha256, size_bytes,"
