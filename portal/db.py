@@ -264,11 +264,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def reads_only(view: F) -> F:
     """The view changes nothing: its database transaction is read-only (``db.read_only``). Put
-    it above the decorators that load the user through the request's session."""
+    it above the decorators that load the user through the request's session; a blueprint's
+    ``before_request`` that loads it first (the staff guard) reads the ``reads_only`` mark."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         db.read_only()
         return view(*args, **kwargs)
 
+    wrapper.reads_only = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]

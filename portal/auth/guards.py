@@ -15,6 +15,7 @@ from flask import abort, current_app, flash, redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, logout_user
 
+from portal.db import db
 from portal.models import StaffUser
 from workflows.access import Permission
 
@@ -59,13 +60,15 @@ def session_still_fresh(idle_minutes: int, absolute_hours: int) -> bool:
 
 def guard_staff_request() -> Any:
     """``before_request`` for staff blueprints."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "reads_only", False):
+        db.read_only()  # before the user is loaded through the request's session
     if not isinstance(current_user._get_current_object(), StaffUser):
         return redirect(url_for("auth.staff_login", next=request.full_path.rstrip("?")))
     config = current_app.config
     if not session_still_fresh(config["STAFF_IDLE_MINUTES"], config["STAFF_ABSOLUTE_HOURS"]):
         flash(_("Your session has ended. Please sign in again."), "info")
         return redirect(url_for("auth.staff_login"))
-    view = current_app.view_functions.get(request.endpoint or "")
     if view is None:
         return None  # 404/405 follow
     if getattr(view, "required_permission", None) is None:

@@ -7,8 +7,10 @@ import csv
 import datetime as dt
 import io
 import re
+import sqlite3
 
 import pytest
+from alembic import command
 from flask import Flask
 from flask.testing import FlaskClient
 from markupsafe import escape
@@ -19,7 +21,9 @@ from werkzeug.test import EnvironBuilder, TestResponse
 from portal import tasks
 from portal.db import utcnow
 from portal.errors import MESSAGES
+from portal.extensions import db
 from portal.integrations.storage import Storage, document_storage_from_config
+from portal.migrations import alembic_config
 from portal.models import Account, AuditEvent, Creditor, LedgerEntry, PlacementImport, PlacementRejection
 from portal.services import placements
 from portal.services.hardship import desk_today
@@ -558,3 +562,40 @@ def test_imports_left_waiting_or_running_for_hours_are_recorded_as_failed(
     assert session.get(PlacementImport, stalled).error_code == "import_interrupted"  # type: ignore[union-attr]
     assert stalled_key is not None and not _stored(app).exists(stalled_key)
     assert placements.abandon_stalled(session, storage=_stored(app), older_than=dt.timedelta(hours=6)) == 0
+
+
+def test_on_sqlite_the_import_page_is_served_while_an_import_holds_the_write_lock(make_app, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The page reloads itself while the import runs, and an import holds SQLite's one write lock
+    until it has placed the whole file (tens of seconds for 100,000 rows): the page only reads,
+    and does not queue behind it (it would wait for busy_timeout, 30 s, and then fail)."""
+    path = tmp_path / "locked.db"
+    command.upgrade(alembic_config(f"sqlite:///{path}"), "head")
+    app = make_app(DATABASE_URL=f"sqlite:///{path}")
+    with app.app_context(), db.session_scope() as setup:
+        admin = factories.staff(setup, role=Role.ADMIN)
+        creditor = factories.creditor(setup)
+        setup.flush()
+        record = PlacementImport(
+            creditor_id=creditor.id,
+            source="upload",
+            filename="big.csv",
+            sha256="0" * 64,
+            status="running",
+            actor_type="staff",
+            actor_id=admin.id,
+        )
+        setup.add(record)
+        setup.commit()
+        client = sign_in(app.test_client(), admin)
+        client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+        import_id = record.id
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # what the running import holds
+    writer.execute("UPDATE creditor SET name = name")
+    try:
+        page = client.get(f"/admin/placements/{import_id}")
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert page.status_code == 200
+    assert "This import is running." in page.get_data(as_text=True)
