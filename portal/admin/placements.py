@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import math
 import os
 import tempfile
@@ -48,8 +47,6 @@ from portal.services import placements as placements_service
 from portal.services.audit import Actor
 from workflows.access import Permission
 from workflows.placements import COLUMNS
-
-log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
 """Refused rows shown per page of an import's report."""
@@ -208,39 +205,19 @@ def _saved_upload(stream: IO[bytes], limit: int) -> Path | None:
 
 
 def _queue_import(path: Path, *, creditor_id: int, filename: str, dry_run: bool) -> PlacementImport:
-    """The upload stored and its import queued for ``tasks.place_upload``, which runs it away
-    from this request (in immediate mode, as in the tests, before this returns). An import that
-    could not be queued is recorded as failed, its file deleted."""
-    storage = document_storage_from_config(current_app.config)
     # The service runs its own transactions on this session; the one this request opened to read
     # the lenders ends here (on SQLite every transaction holds the write lock).
     db.session.rollback()
-    record = placements_service.queue_upload(
+    return placements_service.queue_upload(
         db.session,
         creditor_id=creditor_id,
         path=path,
         filename=filename,
         actor=Actor.staff(current_user),
         dry_run=dry_run,
-        storage=storage,
+        storage=document_storage_from_config(current_app.config),
+        enqueue=tasks.place_upload,
     )
-    import_id = record.id
-    try:
-        tasks.place_upload(import_id)
-    except Exception:
-        log.exception("placement import %s could not be queued", import_id)
-        db.session.rollback()
-        placements_service.abandon(
-            db.session,
-            import_id,
-            "import_not_queued",
-            "The import could not be queued for a worker. Nothing was applied: upload the file again.",
-            storage=storage,
-        )
-    db.session.expire_all()
-    record = db.session.get(PlacementImport, import_id)
-    assert record is not None
-    return record
 
 
 def _outcome_flash(record: PlacementImport) -> tuple[str, str]:

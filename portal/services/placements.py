@@ -1325,10 +1325,15 @@ def queue_upload(
     actor: Actor,
     dry_run: bool,
     storage: Storage,
+    enqueue: Callable[[int], object],
 ) -> PlacementImport:
-    """An uploaded file kept for its job: sealed in ``storage`` and its import recorded as
-    ``queued`` (audited as ``placement_import.queued``); commits. ``place_queued`` runs it, away
-    from the request: a file of the most rows an import takes outlasts any web server's timeout."""
+    """An uploaded file kept for its job: sealed in ``storage``, its import recorded as ``queued``
+    (audited as ``placement_import.queued``) and ``enqueue`` given the import's id; commits.
+
+    The job (``place_queued``) places the file away from the request: a file of the most rows an
+    import takes outlasts any web server's timeout. An import that cannot be queued (``enqueue``
+    raises: the queue is unreachable) is recorded as failed at once, its file deleted. Returns
+    the import as it is now (already finished where the job runs inline, as in the tests)."""
     key = storage.put(path.read_bytes(), suffix=".upload")
     try:
         record = _new_import(
@@ -1346,6 +1351,14 @@ def queue_upload(
         session.rollback()
         storage.delete(key)
         raise
+    try:
+        enqueue(record.id)
+    except Exception:
+        log.exception("placement import %s could not be queued", record.id)
+        session.rollback()
+        message = "The import could not be queued for a worker. Nothing was applied: upload the file again."
+        abandon(session, record.id, "import_not_queued", message, storage=storage)
+    session.refresh(record)
     return record
 
 
