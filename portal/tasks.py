@@ -334,11 +334,12 @@ def reconcile_daily() -> int:
     return sum((run.counts or {}).get("exceptions", {}).values())
 
 
-@huey.task()
+@huey.task(retries=2, retry_delay=60)
 def place_upload(import_id: int) -> None:
-    """Place a lender's file uploaded by an admin (queued by ``placements.queue_upload``). Not
-    retried: a run that failed recorded why, and a worker that died leaves the import to
-    ``abandon_stalled_placements_hourly``. A second run of the job finds nothing to claim."""
+    """Place a lender's file uploaded by an admin (queued by ``placements.queue_upload``). A run
+    that has claimed the import records its outcome, so a retry (after an error before the claim:
+    the database busy or unreachable) or a second run finds nothing to claim. A worker that died
+    mid-import leaves it to ``abandon_stalled_placements_hourly``."""
     from portal.extensions import db
     from portal.integrations.storage import document_storage_from_config
     from portal.services import placements

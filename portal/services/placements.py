@@ -1369,7 +1369,8 @@ def place_queued(
 
     The import is claimed first, ``queued`` → ``running`` in one conditional UPDATE, so the job
     run twice (a retry, two workers) places the file once: the second finds nothing to claim and
-    returns None. Whatever the outcome, the stored file is deleted once the outcome is recorded."""
+    returns None. Once claimed, every outcome is recorded (a file that cannot be read fails the
+    import), and the stored file is deleted after it."""
     claimed = session.execute(
         update(PlacementImport)
         .where(PlacementImport.id == import_id, PlacementImport.status == "queued")
@@ -1397,6 +1398,10 @@ def place_queued(
     except FileNotFoundError:
         message = "The uploaded file was no longer stored. Nothing was applied: upload it again."
         return abandon(session, import_id, "upload_missing", message, storage=storage)
+    except Exception as error:  # the store unreachable, the file not opening with our keys
+        log.exception("placement import %s: its stored file could not be read", import_id)
+        message = f"The uploaded file could not be read: {type(error).__name__}: {error}"
+        return abandon(session, import_id, "import_failed", message, storage=storage)
     fd, name = tempfile.mkstemp(prefix="accord-placement-", suffix=".upload")  # 0600
     path = Path(name)
     try:
@@ -1429,8 +1434,9 @@ def abandon(
 
 def abandon_stalled(session: Session, *, storage: Storage, older_than: dt.timedelta) -> int:
     """Imports queued or running for longer than ``older_than`` — their worker or command died, as
-    an import of the most rows takes minutes — recorded as ``failed`` (``import_interrupted``);
-    commits. Returns how many."""
+    an import of the most rows takes minutes — recorded as ``failed`` (``import_interrupted``),
+    and the stored files of finished imports that the store failed to delete deleted; commits.
+    Returns how many imports were abandoned."""
     stalled = session.scalars(
         select(PlacementImport.id).where(
             PlacementImport.status.in_(("queued", "running")),
@@ -1438,17 +1444,31 @@ def abandon_stalled(session: Session, *, storage: Storage, older_than: dt.timede
         )
     ).all()
     message = "The import stopped before it finished (its worker or command ended). Nothing was applied."
-    return sum(
+    abandoned = sum(
         abandon(session, import_id, "import_interrupted", message, storage=storage) is not None
         for import_id in stalled
     )
+    left_behind = session.scalars(  # finished, but the store failed when their file was deleted
+        select(PlacementImport).where(
+            PlacementImport.status.not_in(("queued", "running")), PlacementImport.upload_key.is_not(None)
+        )
+    ).all()
+    for record in left_behind:
+        _forget_upload(session, record, storage)
+    session.commit()
+    return abandoned
 
 
 def _forget_upload(session: Session, record: PlacementImport, storage: Storage) -> None:
-    """The stored upload of a finished import deleted, and the import no longer naming it."""
+    """The stored upload of a finished import deleted, and the import no longer naming it. If the
+    store fails, the import keeps the key, and ``abandon_stalled`` deletes the file later."""
     if record.upload_key is None:
         return
-    storage.delete(record.upload_key)
+    try:
+        storage.delete(record.upload_key)
+    except Exception:
+        log.exception("placement import %s: its stored file could not be deleted", record.id)
+        return
     record.upload_key = None
     session.commit()
 

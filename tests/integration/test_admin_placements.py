@@ -599,3 +599,50 @@ def test_on_sqlite_the_import_page_is_served_while_an_import_holds_the_write_loc
         writer.close()
     assert page.status_code == 200
     assert "This import is running." in page.get_data(as_text=True)
+
+
+class _Failing:
+    """The document store, but failing as asked: ``open`` or ``delete`` raising OSError."""
+
+    def __init__(self, store: Storage, *, failing: str) -> None:
+        self.store, self.failing = store, failing
+
+    def __getattr__(self, name: str) -> object:
+        if name == self.failing:
+            raise OSError("the store is unreachable")
+        return getattr(self.store, name)
+
+
+def test_a_stored_file_that_cannot_be_read_fails_the_import_and_applies_nothing(
+    signed_in, session: Session, app: Flask, queued: list[int]
+) -> None:  # type: ignore[no-untyped-def]
+    client = signed_in(Role.ADMIN)
+    creditor = factories.creditor(session)
+    import_id = _import_id(_upload(client, creditor, _csv(_row("LN-R1"))))
+    store = _Failing(_stored(app), failing="open")
+
+    record = placements.place_queued(session, import_id, storage=store, today=desk_today(), max_rows=10)  # type: ignore[arg-type]
+
+    assert record is not None and record.status == "failed" and record.error_code == "import_failed"
+    assert "OSError: the store is unreachable" in (record.error_message or "")
+    assert record.upload_key is None and _accounts(session, creditor) == []
+
+
+def test_a_file_the_store_failed_to_delete_is_deleted_by_the_hourly_sweep(
+    signed_in, session: Session, app: Flask, queued: list[int]
+) -> None:  # type: ignore[no-untyped-def]
+    client = signed_in(Role.ADMIN)
+    creditor = factories.creditor(session)
+    import_id = _import_id(_upload(client, creditor, _csv(_row("LN-D1"))))
+    store = _Failing(_stored(app), failing="delete")
+
+    record = placements.place_queued(session, import_id, storage=store, today=desk_today(), max_rows=10)  # type: ignore[arg-type]
+
+    assert record is not None and record.status == "applied" and record.upload_key is not None
+    key = record.upload_key
+    assert _stored(app).exists(key)  # kept, and named by the import, until the store works again
+    assert placements.abandon_stalled(session, storage=_stored(app), older_than=dt.timedelta(hours=6)) == 0
+    session.expire_all()
+    record = session.get(PlacementImport, import_id)
+    assert record is not None and record.status == "applied" and record.upload_key is None
+    assert not _stored(app).exists(key)
