@@ -144,28 +144,40 @@ def _too_large_message() -> str:
 # --- Upload ----------------------------------------------------------------------------------------
 
 
-@admin_bp.route("/placements", methods=["GET", "POST"])
+@admin_bp.get("/placements")
+@reads_only  # opened while an import runs: on SQLite it would wait for the import's write lock
 @requires(Permission.MANAGE_INTEGRATION)
 def placements() -> Any:
+    return _placements_page(_upload_form())
+
+
+@admin_bp.post("/placements")
+@requires(Permission.MANAGE_INTEGRATION)
+def placements_upload() -> Any:
     form = _upload_form()
-    if form.validate_on_submit():
-        upload: FileStorage = form.file.data
-        path = _saved_upload(upload.stream, current_app.config["PLACEMENT_MAX_BYTES"])
-        if path is None:
-            flash(_too_large_message(), "error")
-            return redirect(url_for("admin.placements"))
-        try:
-            record = _queue_import(
-                path,
-                creditor_id=form.creditor.data,
-                filename=upload.filename or path.name,
-                dry_run=form.dry_run.data,
-            )
-        finally:
-            path.unlink(missing_ok=True)
-        message, category = _outcome_flash(record)
-        flash(message, category)
-        return redirect(url_for("admin.placement_import", import_id=record.id))
+    if not form.validate_on_submit():
+        return _placements_page(form)
+    upload: FileStorage = form.file.data
+    path = _saved_upload(upload.stream, current_app.config["PLACEMENT_MAX_BYTES"])
+    if path is None:
+        flash(_too_large_message(), "error")
+        return redirect(url_for("admin.placements"))
+    try:
+        record = _queue_import(
+            path,
+            creditor_id=form.creditor.data,
+            filename=upload.filename or path.name,
+            dry_run=form.dry_run.data,
+        )
+    finally:
+        path.unlink(missing_ok=True)
+    message, category = _outcome_flash(record)
+    flash(message, category)
+    return redirect(url_for("admin.placement_import", import_id=record.id))
+
+
+def _placements_page(form: PlacementUploadForm) -> str:
+    """The upload form (with its errors, after a refused upload) and the recent imports."""
     recent = db.session.execute(
         select(PlacementImport, Creditor.name)
         .join(Creditor, Creditor.id == PlacementImport.creditor_id)
@@ -241,7 +253,7 @@ def _room_for_a_placement_file(endpoint: str | None, _values: dict[str, Any] | N
     PLACEMENT_MAX_BYTES (and the form around it) instead of the application's MAX_CONTENT_LENGTH.
     It is set here because Flask runs URL value preprocessors before every before_request function,
     and CSRF protection, one of those, reads the whole form."""
-    if endpoint != "admin.placements" or request.method != "POST":
+    if endpoint != "admin.placements_upload":
         return
     user = current_user._get_current_object()
     if isinstance(user, StaffUser) and user.can(Permission.MANAGE_INTEGRATION):
@@ -252,7 +264,7 @@ def _room_for_a_placement_file(endpoint: str | None, _values: dict[str, Any] | N
 def _request_too_large(_exc: RequestEntityTooLarge) -> Any:
     """An upload bigger than the whole request may be: said plainly on the placements page, which
     the staff member is sent back to; elsewhere the usual error page."""
-    if request.endpoint == "admin.placements":
+    if request.endpoint == "admin.placements_upload":
         flash(_too_large_message(), "error")
         return redirect(url_for("admin.placements"))
     return render_template("error.html", title=TITLES[413], detail=DETAILS.get(413, "")), 413

@@ -564,10 +564,11 @@ def test_imports_left_waiting_or_running_for_hours_are_recorded_as_failed(
     assert placements.abandon_stalled(session, storage=_stored(app), older_than=dt.timedelta(hours=6)) == 0
 
 
-def test_on_sqlite_the_import_page_is_served_while_an_import_holds_the_write_lock(make_app, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """The page reloads itself while the import runs, and an import holds SQLite's one write lock
-    until it has placed the whole file (tens of seconds for 100,000 rows): the page only reads,
-    and does not queue behind it (it would wait for busy_timeout, 30 s, and then fail)."""
+def test_on_sqlite_the_import_pages_are_served_while_an_import_holds_the_lock(make_app, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An import's page reloads itself while the import runs, and an import holds SQLite's one
+    write lock until it has placed the whole file (tens of seconds for 100,000 rows): that page
+    and the list of imports only read, and do not queue behind it (they would wait for
+    busy_timeout, 30 s, and then fail)."""
     path = tmp_path / "locked.db"
     command.upgrade(alembic_config(f"sqlite:///{path}"), "head")
     app = make_app(DATABASE_URL=f"sqlite:///{path}")
@@ -594,11 +595,14 @@ def test_on_sqlite_the_import_page_is_served_while_an_import_holds_the_write_loc
     writer.execute("UPDATE creditor SET name = name")
     try:
         page = client.get(f"/admin/placements/{import_id}")
+        listing = client.get("/admin/placements")
     finally:
         writer.execute("ROLLBACK")
         writer.close()
     assert page.status_code == 200
     assert "This import is running." in page.get_data(as_text=True)
+    assert listing.status_code == 200
+    assert f'href="/admin/placements/{import_id}"' in listing.get_data(as_text=True)
 
 
 class _Failing:
