@@ -426,6 +426,12 @@ def _stored(app: Flask) -> Storage:
     return document_storage_from_config(app.config)
 
 
+def _one_account_uploaded(signed_in, session: Session, reference: str) -> tuple[Creditor, int]:  # type: ignore[no-untyped-def]
+    """A new lender's file of one account uploaded by an admin: the lender and the import."""
+    creditor = factories.creditor(session)
+    return creditor, _import_id(_upload(signed_in(Role.ADMIN), creditor, _csv(_row(reference))))
+
+
 def test_an_upload_waits_for_its_job_sealed_in_storage_and_its_page_reloads_until_it_has_run(
     signed_in, session: Session, app: Flask, queued: list[int]
 ) -> None:  # type: ignore[no-untyped-def]
@@ -476,9 +482,7 @@ def test_an_upload_waits_for_its_job_sealed_in_storage_and_its_page_reloads_unti
 def test_the_job_run_twice_places_the_file_once(
     signed_in, session: Session, app: Flask, queued: list[int]
 ) -> None:  # type: ignore[no-untyped-def]
-    client = signed_in(Role.ADMIN)
-    creditor = factories.creditor(session)
-    import_id = _import_id(_upload(client, creditor, _csv(_row("LN-T1"))))
+    _, import_id = _one_account_uploaded(signed_in, session, "LN-T1")
     PLACE_UPLOAD(import_id)
     session.expire_all()
     entries = session.scalar(select(func.count()).select_from(LedgerEntry)) or 0
@@ -517,9 +521,7 @@ def test_an_upload_that_cannot_be_queued_fails_at_once_and_leaves_no_file(
 def test_a_job_whose_file_is_gone_records_the_import_as_failed(
     signed_in, session: Session, app: Flask, queued: list[int]
 ) -> None:  # type: ignore[no-untyped-def]
-    client = signed_in(Role.ADMIN)
-    creditor = factories.creditor(session)
-    import_id = _import_id(_upload(client, creditor, _csv(_row("LN-G1"))))
+    creditor, import_id = _one_account_uploaded(signed_in, session, "LN-G1")
     record = session.get(PlacementImport, import_id)
     assert record is not None and record.upload_key is not None
     _stored(app).delete(record.upload_key)
@@ -620,9 +622,7 @@ class _Failing:
 def test_a_stored_file_that_cannot_be_read_fails_the_import_and_applies_nothing(
     signed_in, session: Session, app: Flask, queued: list[int]
 ) -> None:  # type: ignore[no-untyped-def]
-    client = signed_in(Role.ADMIN)
-    creditor = factories.creditor(session)
-    import_id = _import_id(_upload(client, creditor, _csv(_row("LN-R1"))))
+    creditor, import_id = _one_account_uploaded(signed_in, session, "LN-R1")
     store = _Failing(_stored(app), failing="open")
 
     record = placements.place_queued(session, import_id, storage=store, today=desk_today(), max_rows=10)  # type: ignore[arg-type]
@@ -635,9 +635,7 @@ def test_a_stored_file_that_cannot_be_read_fails_the_import_and_applies_nothing(
 def test_a_file_the_store_failed_to_delete_is_deleted_by_the_hourly_sweep(
     signed_in, session: Session, app: Flask, queued: list[int]
 ) -> None:  # type: ignore[no-untyped-def]
-    client = signed_in(Role.ADMIN)
-    creditor = factories.creditor(session)
-    import_id = _import_id(_upload(client, creditor, _csv(_row("LN-D1"))))
+    _, import_id = _one_account_uploaded(signed_in, session, "LN-D1")
     store = _Failing(_stored(app), failing="delete")
 
     record = placements.place_queued(session, import_id, storage=store, today=desk_today(), max_rows=10)  # type: ignore[arg-type]
